@@ -1,0 +1,17 @@
+//! The spine every callscript lane stands on.
+//!
+//! - [`db`]: connecting to Postgres with errors that name the setting at fault.
+//! - [`migrate`]: the numbered migrations in `sql/`, applied in order and checksummed.
+//! - [`queue`]: the calls table as a LIFO queue with leases, fencing, backoff and dead letter.
+//! - [`maintenance`]: the rescuer and aging loop for when pg_cron is not there to run them.
+//! - [`storage`]: where recordings live (S3 or a local directory), behind one small trait.
+//! - [`model`]: the domain types shared by all lanes.
+//!
+//! Nothing here knows about audio, Whisper, Ringba or rules: those live in their lanes.
+
+pub mod db;
+pub mod maintenance;
+pub mod migrate;
+pub mod model;
+pub mod queue;
+pub mod storage;

@@ -189,12 +189,27 @@ _cs_pg_paths() {
     [[ -d $probe ]] || probe=$CS_ROOT
     if ! runuser -u postgres -- test -x "$probe" 2>/dev/null; then
       _CS_PG_BASE=$fallback
-      _CS_PG_FALLBACK_WHY="the postgres OS user cannot traverse $probe"
+      _CS_PG_FALLBACK_WHY="the postgres OS user cannot traverse $(_cs_pg_blocking_dir "$probe")"
     fi
   fi
   _CS_PG_DATA=$_CS_PG_BASE/data
   _CS_PG_RUN=$_CS_PG_BASE/run
   _CS_PG_LOG=$_CS_PG_BASE/log
+}
+
+# First directory on the way to $1 that the postgres OS user cannot enter.
+_cs_pg_blocking_dir() {
+  local path=$1 dir="" part
+  local -a parts
+  IFS=/ read -r -a parts <<<"${path#/}"
+  for part in "${parts[@]}"; do
+    dir="$dir/$part"
+    if ! runuser -u postgres -- test -x "$dir" 2>/dev/null; then
+      printf '%s\n' "$dir"
+      return 0
+    fi
+  done
+  printf '%s\n' "$path"
 }
 
 # Create base/run/log owned by the cluster owner.  Switches to the fallback

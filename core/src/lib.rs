@@ -6,6 +6,7 @@
 //! - [`maintenance`]: the rescuer and aging loop for when pg_cron is not there to run them.
 //! - [`storage`]: where recordings live (S3 or a local directory), behind one small trait.
 //! - [`model`]: the domain types shared by all lanes.
+//! - [`orgs`]: organizations (tenants) and their campaigns.
 //!
 //! Nothing here knows about audio, Whisper, Ringba or rules: those live in their lanes.
 
@@ -13,5 +14,6 @@ pub mod db;
 pub mod maintenance;
 pub mod migrate;
 pub mod model;
+pub mod orgs;
 pub mod queue;
 pub mod storage;

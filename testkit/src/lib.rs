@@ -108,14 +108,10 @@ fn with_database(url: &str, database: &str) -> String {
 
 /// Creates an organization and returns its id.
 pub async fn create_org(client: &impl GenericClient, slug: &str) -> Uuid {
-    client
-        .query_one(
-            "INSERT INTO core.organizations (slug, name) VALUES ($1, $1) RETURNING id",
-            &[&slug],
-        )
+    let (org, _) = callscript_core::orgs::ensure(client, slug, slug, "UTC")
         .await
-        .expect("create organization")
-        .get(0)
+        .unwrap_or_else(|e| panic!("create organization {slug}: {e}"));
+    org.id
 }
 
 /// A downloaded upload call (audio already in storage) that started at `started_at`.

@@ -306,11 +306,15 @@ pub struct ClaimRequest<'a> {
     pub lease_for: Duration,
 }
 
-/// The ranked candidates of a lane, in claim order: per org the best `$2` ready calls
+/// The ranked candidates of a lane, in claim order: per org the best `$1` ready calls
 /// (priority, then newest), ranked so each org's first comes before any org's second.
-/// `$1` is the ready state, `$2` the batch size.
-fn ranked_candidates_sql(lock: bool) -> String {
+///
+/// The ready state is written into the statement, not bound: only a literal lets the planner
+/// prove the lane's partial index applies (a bound text cast to the enum is not constant at
+/// plan time, and the claim then scans the whole table).
+fn ranked_candidates_sql(lane: Lane, lock: bool) -> String {
     let lock = if lock { "FOR UPDATE SKIP LOCKED" } else { "" };
+    let ready = lane.ready_state().as_str();
     format!(
         "SELECT c.id,
                 row_number() OVER (ORDER BY c.org_rank, c.priority DESC, c.call_started_at DESC)
@@ -323,14 +327,14 @@ fn ranked_candidates_sql(lock: bool) -> String {
            CROSS JOIN LATERAL (
              SELECT id, org_id, priority, call_started_at
              FROM core.calls
-             WHERE org_id = o.id AND state = $1::text::core.call_state AND run_after <= now()
+             WHERE org_id = o.id AND state = '{ready}' AND run_after <= now()
              ORDER BY priority DESC, call_started_at DESC
-             LIMIT $2
+             LIMIT $1
              {lock}
            ) c
          ) c
          ORDER BY claim_order
-         LIMIT $2"
+         LIMIT $1"
     )
 }
 
@@ -343,24 +347,23 @@ pub async fn claim(
     let sql = format!(
         "WITH chosen AS ({candidates})
          UPDATE core.calls c SET
-           state = $3::text::core.call_state,
+           state = '{leased}',
            attempts = c.attempts + 1,
-           lease_owner = $4,
+           lease_owner = $2,
            lease_token = gen_random_uuid(),
            heartbeat_at = now(),
-           lease_expires_at = now() + make_interval(secs => $5::float8)
+           lease_expires_at = now() + make_interval(secs => $3::float8)
          FROM chosen
          WHERE c.id = chosen.id
          RETURNING chosen.claim_order, c.lease_token, c.lease_expires_at, {CALL_COLUMNS}",
-        candidates = ranked_candidates_sql(true)
+        candidates = ranked_candidates_sql(lane, true),
+        leased = lane.leased_state().as_str(),
     );
     let rows = client
         .query(
             &sql,
             &[
-                &lane.ready_state().as_str(),
                 &request.batch_size,
-                &lane.leased_state().as_str(),
                 &request.worker,
                 &request.lease_for.as_secs_f64(),
             ],
@@ -399,11 +402,9 @@ pub async fn peek(
         "WITH next AS ({candidates})
          SELECT {CALL_COLUMNS} FROM next JOIN core.calls c ON c.id = next.id
          ORDER BY next.claim_order",
-        candidates = ranked_candidates_sql(false)
+        candidates = ranked_candidates_sql(lane, false)
     );
-    let rows = client
-        .query(&sql, &[&lane.ready_state().as_str(), &limit])
-        .await?;
+    let rows = client.query(&sql, &[&limit]).await?;
     Ok(rows
         .iter()
         .map(Call::from_row)

@@ -1,0 +1,327 @@
+//! Subcommands. Each one is a few lines of glue around a library call.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use callscript_core::db::{connect_one, connect_pool, DatabaseUrl, Pool};
+use callscript_core::maintenance::{self, MaintenanceConfig};
+use callscript_core::model::{Lane, Source};
+use callscript_core::queue::{self, RequeueFilter};
+use callscript_core::storage::{self, ObjectStore, S3Settings};
+use callscript_core::{migrate, orgs};
+use callscript_ingest::upload::{enqueue_file, UploadOptions};
+use chrono::{DateTime, Utc};
+use clap::{Args, Parser, Subcommand};
+use tokio_postgres::GenericClient;
+use uuid::Uuid;
+
+#[derive(Parser)]
+#[command(name = "callscript", version, about = "Batch transcription and QA for call-center recordings")]
+pub struct Cli {
+    #[command(flatten)]
+    settings: Settings,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args)]
+struct Settings {
+    /// Postgres URL.
+    #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
+    database_url: Option<String>,
+    /// Where recordings are stored: s3://bucket[/prefix] (with CALLSCRIPT_S3_ENDPOINT,
+    /// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION) or a directory.
+    #[arg(long, env = "CALLSCRIPT_STORAGE", global = true)]
+    storage: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Apply the database migrations (idempotent) and schedule queue maintenance with pg_cron
+    /// where available.
+    Migrate,
+    /// Manage organizations (tenants).
+    #[command(subcommand)]
+    Org(OrgCommand),
+    /// Store recording files and queue them for transcription (the upload lane).
+    Enqueue(EnqueueArgs),
+    /// Look at and operate the call queue.
+    #[command(subcommand)]
+    Queue(QueueCommand),
+}
+
+#[derive(Subcommand)]
+enum OrgCommand {
+    /// Create an organization (no change if the slug exists).
+    Create {
+        slug: String,
+        #[arg(long)]
+        name: Option<String>,
+        /// IANA time zone used for follow-ups and reports.
+        #[arg(long, default_value = "UTC")]
+        timezone: String,
+    },
+    /// List organizations.
+    List,
+}
+
+#[derive(Args)]
+struct EnqueueArgs {
+    /// Recording files (WAV, FLAC, MP3, OGG, M4A, AAC, WebM).
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// Organization slug.
+    #[arg(long)]
+    org: String,
+    /// Campaign name (created for uploads if new).
+    #[arg(long)]
+    campaign: Option<String>,
+    /// Higher is served first.
+    #[arg(long, default_value_t = 0)]
+    priority: i16,
+    /// When the calls happened (RFC 3339); defaults to each file's modification time.
+    #[arg(long)]
+    started_at: Option<DateTime<Utc>>,
+    /// Largest file accepted, in MiB.
+    #[arg(long, default_value_t = 1024)]
+    max_mib: u64,
+}
+
+#[derive(Subcommand)]
+enum QueueCommand {
+    /// Counts by organization and state, and the calls each lane takes next.
+    Show {
+        /// Only this organization.
+        #[arg(long)]
+        org: Option<String>,
+        /// How many upcoming calls to list per lane.
+        #[arg(long, default_value_t = 10)]
+        next: i64,
+    },
+    /// Bring dead-lettered (failed) calls back to the queue.
+    Requeue {
+        /// Only this organization.
+        #[arg(long)]
+        org: Option<String>,
+        /// Only these calls (repeatable); all failed calls when omitted.
+        #[arg(long = "call")]
+        calls: Vec<Uuid>,
+    },
+    /// Rescue expired leases and age waiting calls once, or every --interval with --watch.
+    Maintain {
+        #[arg(long)]
+        watch: bool,
+        /// Seconds between passes with --watch.
+        #[arg(long, default_value_t = 30)]
+        interval: u64,
+    },
+}
+
+pub async fn run(cli: Cli) -> Result<()> {
+    let settings = cli.settings;
+    match cli.command {
+        Command::Migrate => migrate_database(&settings).await,
+        Command::Org(command) => org(&settings, command).await,
+        Command::Enqueue(args) => enqueue(&settings, args).await,
+        Command::Queue(command) => queue_command(&settings, command).await,
+    }
+}
+
+fn database_url(settings: &Settings) -> Result<DatabaseUrl> {
+    match &settings.database_url {
+        Some(url) if !url.trim().is_empty() => Ok(DatabaseUrl::new("DATABASE_URL", url.clone())),
+        _ => Ok(DatabaseUrl::from_env()?),
+    }
+}
+
+async fn pool(settings: &Settings) -> Result<Pool> {
+    Ok(connect_pool(&database_url(settings)?, 4).await?)
+}
+
+async fn org_id(client: &impl GenericClient, slug: Option<String>) -> Result<Option<Uuid>> {
+    Ok(match slug {
+        Some(slug) => Some(orgs::by_slug(client, &slug).await?.id),
+        None => None,
+    })
+}
+
+fn open_storage(settings: &Settings) -> Result<Arc<dyn ObjectStore>> {
+    let url = match &settings.storage {
+        Some(url) if !url.trim().is_empty() => url.clone(),
+        _ => default_storage_dir()?,
+    };
+    Ok(storage::open(&url, S3Settings::from_env())?)
+}
+
+/// `$XDG_DATA_HOME/callscript/objects`, else `~/.local/share/callscript/objects`.
+fn default_storage_dir() -> Result<String> {
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .context("CALLSCRIPT_STORAGE is not set and there is no HOME to keep objects in")?;
+    Ok(base.join("callscript/objects").display().to_string())
+}
+
+async fn migrate_database(settings: &Settings) -> Result<()> {
+    let (mut client, connection) = connect_one(&database_url(settings)?).await?;
+    tokio::spawn(connection);
+    let report = migrate::migrate(&mut client).await?;
+    for name in &report.applied {
+        println!("applied  {name}");
+    }
+    println!(
+        "migrations: {} applied now, {} already applied",
+        report.applied.len(),
+        report.already_applied
+    );
+    match report.maintenance_schedule.as_str() {
+        "scheduled" => println!("queue maintenance: scheduled with pg_cron every minute"),
+        why => println!("queue maintenance: run by the service ({why})"),
+    }
+    Ok(())
+}
+
+async fn org(settings: &Settings, command: OrgCommand) -> Result<()> {
+    let pool = pool(settings).await?;
+    let client = pool.get().await?;
+    match command {
+        OrgCommand::Create {
+            slug,
+            name,
+            timezone,
+        } => {
+            let name = name.unwrap_or_else(|| slug.clone());
+            let (org, created) = orgs::ensure(&**client, &slug, &name, &timezone).await?;
+            let verb = if created { "created" } else { "exists " };
+            println!("{verb} {} {} ({})", org.slug, org.id, org.name);
+        }
+        OrgCommand::List => {
+            for org in orgs::list(&**client).await? {
+                println!("{:<24} {} {} ({})", org.slug, org.id, org.timezone, org.name);
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn enqueue(settings: &Settings, args: EnqueueArgs) -> Result<()> {
+    let pool = pool(settings).await?;
+    let store = open_storage(settings)?;
+    store.prepare().await?;
+    let client = pool.get().await?;
+    let org = orgs::by_slug(&**client, &args.org).await?;
+    let campaign_id = match &args.campaign {
+        Some(name) => Some(orgs::ensure_campaign(&**client, org.id, Source::Upload, name, name).await?),
+        None => None,
+    };
+    let options = UploadOptions {
+        org_id: org.id,
+        campaign_id,
+        priority: args.priority,
+        started_at: args.started_at,
+        max_bytes: args.max_mib.saturating_mul(1 << 20),
+    };
+    let (mut queued, mut known, mut failed) = (0, 0, 0);
+    // One bad file is reported and skipped; the others are still queued.
+    for path in &args.files {
+        match enqueue_file(&**client, store.as_ref(), path, &options).await {
+            Ok(upload) => {
+                let verb = if upload.newly_queued {
+                    queued += 1;
+                    "queued "
+                } else {
+                    known += 1;
+                    "already"
+                };
+                println!("{verb} {} {} ({} bytes)", upload.call_id, path.display(), upload.size);
+            }
+            Err(e) => {
+                failed += 1;
+                eprintln!("error: {e}");
+            }
+        }
+    }
+    println!(
+        "{queued} queued, {known} already queued, {failed} failed, into {}",
+        store.describe()
+    );
+    if failed > 0 {
+        bail!("{failed} of {} files could not be queued", args.files.len());
+    }
+    Ok(())
+}
+
+async fn queue_command(settings: &Settings, command: QueueCommand) -> Result<()> {
+    let pool = pool(settings).await?;
+    let client = pool.get().await?;
+    match command {
+        QueueCommand::Show { org, next } => {
+            let org_id = org_id(&**client, org).await?;
+            let counts = queue::counts(&**client, org_id).await?;
+            if counts.is_empty() {
+                println!("the queue is empty");
+            }
+            println!("{:<24} {:<14} {:>8} {:>9}", "org", "state", "calls", "retrying");
+            for count in &counts {
+                println!(
+                    "{:<24} {:<14} {:>8} {:>9}",
+                    count.org_slug, count.state, count.calls, count.retrying
+                );
+            }
+            for lane in Lane::ALL {
+                let upcoming = queue::peek(&**client, *lane, next).await?;
+                if upcoming.is_empty() {
+                    continue;
+                }
+                println!("\nnext for the {lane} lane ({} state):", lane.ready_state());
+                for call in upcoming {
+                    let name = call
+                        .metadata
+                        .get("filename")
+                        .and_then(|v| v.as_str())
+                        .unwrap_or(&call.external_id);
+                    println!(
+                        "  {} p{:<3} {} {} {}",
+                        call.id,
+                        call.priority,
+                        call.call_started_at.format("%Y-%m-%d %H:%M:%S"),
+                        call.source,
+                        name
+                    );
+                }
+            }
+        }
+        QueueCommand::Requeue { org, calls } => {
+            let filter = RequeueFilter {
+                org_id: org_id(&**client, org).await?,
+                call_ids: calls,
+            };
+            let requeued = queue::requeue_failed(&**client, &filter).await?;
+            println!("{requeued} failed calls re-queued");
+        }
+        QueueCommand::Maintain { watch, interval } => {
+            let config = MaintenanceConfig {
+                interval: Duration::from_secs(interval),
+            };
+            if let Err(problem) = config.validate() {
+                bail!("--interval: {problem}");
+            }
+            if watch {
+                drop(client);
+                maintenance::run_until(pool, config, async {
+                    let _ = tokio::signal::ctrl_c().await;
+                })
+                .await;
+            } else {
+                let report = maintenance::run_once(&**client).await?;
+                println!(
+                    "rescued {} expired leases, dead-lettered {}, aged {} waiting calls",
+                    report.rescued, report.dead_lettered, report.aged
+                );
+            }
+        }
+    }
+    Ok(())
+}

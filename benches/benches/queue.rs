@@ -27,9 +27,13 @@ async fn measure(claimers: usize, batch_size: i64, run_for: Duration) -> Measure
         let client = db.client().await;
         for org in 0..4 {
             let id = create_org(&**client, &format!("org-{org}")).await;
-            insert_downloaded_calls(&**client, id, &format!("o{org}"), CALLS_PER_ORG, Utc::now()).await;
+            insert_downloaded_calls(&**client, id, &format!("o{org}"), CALLS_PER_ORG, Utc::now())
+                .await;
         }
-        client.batch_execute("VACUUM ANALYZE core.calls").await.unwrap();
+        client
+            .batch_execute("VACUUM ANALYZE core.calls")
+            .await
+            .unwrap();
     }
     let started = Instant::now();
     let deadline = started + run_for;

@@ -18,7 +18,11 @@ use tokio_postgres::GenericClient;
 use uuid::Uuid;
 
 #[derive(Parser)]
-#[command(name = "callscript", version, about = "Batch transcription and QA for call-center recordings")]
+#[command(
+    name = "callscript",
+    version,
+    about = "Batch transcription and QA for call-center recordings"
+)]
 pub struct Cli {
     #[command(flatten)]
     settings: Settings,
@@ -199,7 +203,10 @@ async fn org(settings: &Settings, command: OrgCommand) -> Result<()> {
         }
         OrgCommand::List => {
             for org in orgs::list(&**client).await? {
-                println!("{:<24} {} {} ({})", org.slug, org.id, org.timezone, org.name);
+                println!(
+                    "{:<24} {} {} ({})",
+                    org.slug, org.id, org.timezone, org.name
+                );
             }
         }
     }
@@ -213,7 +220,9 @@ async fn enqueue(settings: &Settings, args: EnqueueArgs) -> Result<()> {
     let client = pool.get().await?;
     let org = orgs::by_slug(&**client, &args.org).await?;
     let campaign_id = match &args.campaign {
-        Some(name) => Some(orgs::ensure_campaign(&**client, org.id, Source::Upload, name, name).await?),
+        Some(name) => {
+            Some(orgs::ensure_campaign(&**client, org.id, Source::Upload, name, name).await?)
+        }
         None => None,
     };
     let options = UploadOptions {
@@ -235,7 +244,12 @@ async fn enqueue(settings: &Settings, args: EnqueueArgs) -> Result<()> {
                     known += 1;
                     "already"
                 };
-                println!("{verb} {} {} ({} bytes)", upload.call_id, path.display(), upload.size);
+                println!(
+                    "{verb} {} {} ({} bytes)",
+                    upload.call_id,
+                    path.display(),
+                    upload.size
+                );
             }
             Err(e) => {
                 failed += 1;
@@ -263,7 +277,10 @@ async fn queue_command(settings: &Settings, command: QueueCommand) -> Result<()>
             if counts.is_empty() {
                 println!("the queue is empty");
             }
-            println!("{:<24} {:<14} {:>8} {:>9}", "org", "state", "calls", "retrying");
+            println!(
+                "{:<24} {:<14} {:>8} {:>9}",
+                "org", "state", "calls", "retrying"
+            );
             for count in &counts {
                 println!(
                     "{:<24} {:<14} {:>8} {:>9}",

@@ -205,7 +205,10 @@ mod tests {
 
     #[test]
     fn redacts_password() {
-        let url = DatabaseUrl::new("DATABASE_URL", "postgres://alice:s3cret@db.example:6543/calls");
+        let url = DatabaseUrl::new(
+            "DATABASE_URL",
+            "postgres://alice:s3cret@db.example:6543/calls",
+        );
         assert_eq!(url.redacted(), "postgres://alice@db.example:6543/calls");
         assert!(!format!("{url:?}").contains("s3cret"));
     }
@@ -227,6 +230,9 @@ mod tests {
     fn invalid_url_names_the_setting() {
         let url = DatabaseUrl::new("DATABASE_URL", "postgres://host:notaport/db");
         let err = url.parse().unwrap_err().to_string();
-        assert!(err.starts_with("DATABASE_URL is not a valid Postgres URL"), "{err}");
+        assert!(
+            err.starts_with("DATABASE_URL is not a valid Postgres URL"),
+            "{err}"
+        );
     }
 }

@@ -69,10 +69,7 @@ pub async fn run_once(client: &impl GenericClient) -> Result<MaintenanceReport, 
 /// Whether pg_cron runs the maintenance in this database.
 pub async fn scheduled_by_pg_cron(client: &impl GenericClient) -> Result<bool, DbError> {
     let row = client
-        .query_one(
-            "SELECT to_regclass('cron.job') IS NOT NULL",
-            &[],
-        )
+        .query_one("SELECT to_regclass('cron.job') IS NOT NULL", &[])
         .await?;
     if !row.get::<_, bool>(0) {
         return Ok(false);

@@ -36,7 +36,9 @@ pub const NOTIFY_CHANNEL: &str = "callscript_queue";
 pub enum QueueError {
     /// The lease was rescued (expired) or already finished: this worker no longer owns the call
     /// and must discard its work.
-    #[error("lease on call {call_id} is no longer held (expired and rescued, or already finished)")]
+    #[error(
+        "lease on call {call_id} is no longer held (expired and rescued, or already finished)"
+    )]
     LeaseLost { call_id: Uuid },
     #[error("invalid call: {0}")]
     InvalidCall(String),
@@ -239,11 +241,9 @@ impl Call {
             id: row.get("id"),
             org_id: row.get("org_id"),
             campaign_id: row.get("campaign_id"),
-            source: label("source")
-                .parse()?,
+            source: label("source").parse()?,
             external_id: row.get("external_id"),
-            state: label("state")
-                .parse()?,
+            state: label("state").parse()?,
             priority: row.get("priority"),
             attempts: row.get("attempts"),
             max_attempts: row.get("max_attempts"),
@@ -268,7 +268,10 @@ impl Call {
 }
 
 /// Reads one call.
-pub async fn get_call(client: &impl GenericClient, call_id: Uuid) -> Result<Option<Call>, QueueError> {
+pub async fn get_call(
+    client: &impl GenericClient,
+    call_id: Uuid,
+) -> Result<Option<Call>, QueueError> {
     let row = client
         .query_opt(
             &format!("SELECT {CALL_COLUMNS} FROM core.calls c WHERE c.id = $1"),
@@ -405,10 +408,7 @@ pub async fn peek(
         candidates = ranked_candidates_sql(lane, false)
     );
     let rows = client.query(&sql, &[&limit]).await?;
-    Ok(rows
-        .iter()
-        .map(Call::from_row)
-        .collect::<Result<_, _>>()?)
+    Ok(rows.iter().map(Call::from_row).collect::<Result<_, _>>()?)
 }
 
 /// Leases whose heartbeat found them gone: their work must be dropped.
@@ -493,7 +493,11 @@ pub async fn complete(client: &impl GenericClient, lease: &Lease) -> Result<(), 
 }
 
 /// Ends the call as `skipped` (nothing to process, e.g. its recording is gone for good).
-pub async fn skip(client: &impl GenericClient, lease: &Lease, reason: &str) -> Result<(), QueueError> {
+pub async fn skip(
+    client: &impl GenericClient,
+    lease: &Lease,
+    reason: &str,
+) -> Result<(), QueueError> {
     fenced(
         client,
         lease,

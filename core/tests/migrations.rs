@@ -36,7 +36,10 @@ async fn up_from_empty_creates_every_table_and_records_each_migration() {
         assert!(row.get::<_, bool>(0), "{table} is missing");
     }
     let recorded: Vec<String> = client
-        .query("SELECT name FROM core.schema_migrations ORDER BY version", &[])
+        .query(
+            "SELECT name FROM core.schema_migrations ORDER BY version",
+            &[],
+        )
         .await
         .unwrap()
         .iter()
@@ -54,7 +57,10 @@ async fn up_from_empty_creates_every_table_and_records_each_migration() {
         .await
         .unwrap();
     let def: String = row.get(0);
-    assert!(def.contains("WHERE (state = 'downloaded'::core.call_state)"), "{def}");
+    assert!(
+        def.contains("WHERE (state = 'downloaded'::core.call_state)"),
+        "{def}"
+    );
 }
 
 #[tokio::test]
@@ -80,7 +86,10 @@ async fn updated_at_follows_updates() {
         .await
         .unwrap();
     client
-        .execute("UPDATE core.organizations SET name = 'Acme Inc' WHERE id = $1", &[&id])
+        .execute(
+            "UPDATE core.organizations SET name = 'Acme Inc' WHERE id = $1",
+            &[&id],
+        )
         .await
         .unwrap();
     let row = client
@@ -90,7 +99,10 @@ async fn updated_at_follows_updates() {
         )
         .await
         .unwrap();
-    assert!(row.get::<_, bool>(0), "the trigger did not touch updated_at");
+    assert!(
+        row.get::<_, bool>(0),
+        "the trigger did not touch updated_at"
+    );
 }
 
 #[tokio::test]
@@ -125,5 +137,8 @@ async fn refuses_a_database_migrated_by_a_newer_build() {
         .await
         .unwrap();
     let err = migrate(&mut client).await.unwrap_err();
-    assert!(matches!(err, MigrateError::UnknownApplied { version: 9999, .. }), "{err}");
+    assert!(
+        matches!(err, MigrateError::UnknownApplied { version: 9999, .. }),
+        "{err}"
+    );
 }

@@ -24,13 +24,19 @@ fn request(worker: &str, batch_size: i64, lease_for: Duration) -> ClaimRequest<'
 }
 
 async fn claim(client: &impl GenericClient, worker: &str, batch_size: i64) -> Vec<Claimed> {
-    queue::claim(client, &request(worker, batch_size, Duration::from_secs(60)))
-        .await
-        .unwrap()
+    queue::claim(
+        client,
+        &request(worker, batch_size, Duration::from_secs(60)),
+    )
+    .await
+    .unwrap()
 }
 
 fn external_ids(claimed: &[Claimed]) -> Vec<&str> {
-    claimed.iter().map(|c| c.call.external_id.as_str()).collect()
+    claimed
+        .iter()
+        .map(|c| c.call.external_id.as_str())
+        .collect()
 }
 
 async fn state_of(client: &impl GenericClient, id: Uuid) -> queue::Call {
@@ -40,7 +46,10 @@ async fn state_of(client: &impl GenericClient, id: Uuid) -> queue::Call {
 /// Makes retries due now, as if their backoff had passed.
 async fn make_retries_due(client: &impl GenericClient) {
     client
-        .execute("UPDATE core.calls SET run_after = now() WHERE run_after > now()", &[])
+        .execute(
+            "UPDATE core.calls SET run_after = now() WHERE run_after > now()",
+            &[],
+        )
         .await
         .unwrap();
 }
@@ -51,7 +60,12 @@ async fn newest_first_within_priority() {
     let client = db.client().await;
     let org = create_org(&**client, "acme").await;
     let now = Utc::now();
-    for (id, hours_ago, priority) in [("oldest", 3, 0), ("old", 1, 0), ("urgent", 2, 1), ("newest", 0, 0)] {
+    for (id, hours_ago, priority) in [
+        ("oldest", 3, 0),
+        ("old", 1, 0),
+        ("urgent", 2, 1),
+        ("newest", 0, 0),
+    ] {
         let mut call = downloaded_call(org, id, now - Age::hours(hours_ago));
         call.priority = priority;
         queue::enqueue(&**client, &call).await.unwrap();
@@ -108,9 +122,12 @@ async fn a_big_backfill_delays_another_orgs_new_call_by_at_most_one_batch() {
         )
         .await
         .unwrap();
-    queue::enqueue(&**client, &downloaded_call(small, "live", now - Age::days(3)))
-        .await
-        .unwrap();
+    queue::enqueue(
+        &**client,
+        &downloaded_call(small, "live", now - Age::days(3)),
+    )
+    .await
+    .unwrap();
 
     let batch = claim(&**client, "w1", 16).await;
     assert_eq!(batch.len(), 16);
@@ -121,7 +138,9 @@ async fn a_big_backfill_delays_another_orgs_new_call_by_at_most_one_batch() {
     );
     // The backfill itself is still served newest-first (priority first).
     let next = claim(&**client, "w1", 4).await;
-    assert!(next.iter().all(|c| c.call.org_id == big && c.call.priority == 5));
+    assert!(next
+        .iter()
+        .all(|c| c.call.org_id == big && c.call.priority == 5));
 }
 
 #[tokio::test]
@@ -137,7 +156,11 @@ async fn thirty_two_concurrent_claimers_take_each_call_exactly_once() {
             create_org(&**client, "org-c").await,
         ];
         for (i, org) in orgs.iter().enumerate() {
-            let share = if i == 0 { CALLS - 2 * (CALLS / 3) } else { CALLS / 3 };
+            let share = if i == 0 {
+                CALLS - 2 * (CALLS / 3)
+            } else {
+                CALLS / 3
+            };
             insert_downloaded_calls(&**client, *org, &format!("o{i}"), share, Utc::now()).await;
         }
     }
@@ -152,7 +175,10 @@ async fn thirty_two_concurrent_claimers_take_each_call_exactly_once() {
                 let batch = claim(&**client, &name, 10).await;
                 if batch.is_empty() {
                     let left: i64 = client
-                        .query_one("SELECT count(*) FROM core.calls WHERE state = 'downloaded'", &[])
+                        .query_one(
+                            "SELECT count(*) FROM core.calls WHERE state = 'downloaded'",
+                            &[],
+                        )
                         .await
                         .unwrap()
                         .get(0);
@@ -198,15 +224,21 @@ async fn expired_lease_is_rescued_reclaimed_and_the_stale_worker_is_fenced_out()
         .unwrap()
         .call_id;
     client
-        .execute("UPDATE core.queue_settings SET backoff_base = '1 ms', backoff_max = '1 ms'", &[])
+        .execute(
+            "UPDATE core.queue_settings SET backoff_base = '1 ms', backoff_max = '1 ms'",
+            &[],
+        )
         .await
         .unwrap();
 
     // Worker A claims with a short lease and then stalls (no heartbeat).
-    let stale = queue::claim(&**client, &request("worker-a", 1, Duration::from_millis(200)))
-        .await
-        .unwrap()
-        .remove(0);
+    let stale = queue::claim(
+        &**client,
+        &request("worker-a", 1, Duration::from_millis(200)),
+    )
+    .await
+    .unwrap()
+    .remove(0);
     tokio::time::sleep(Duration::from_millis(400)).await;
     let report = maintenance::run_once(&**client).await.unwrap();
     assert_eq!((report.rescued, report.dead_lettered), (1, 0));
@@ -235,7 +267,10 @@ async fn expired_lease_is_rescued_reclaimed_and_the_stale_worker_is_fenced_out()
     .await
     .unwrap();
     let err = queue::complete(&*tx, &stale.lease).await.unwrap_err();
-    assert!(matches!(err, QueueError::LeaseLost { call_id } if call_id == id), "{err}");
+    assert!(
+        matches!(err, QueueError::LeaseLost { call_id } if call_id == id),
+        "{err}"
+    );
     tx.rollback().await.unwrap();
     assert!(matches!(
         queue::fail(&**client, &stale.lease, "late", Retry::WithBackoff).await,
@@ -257,9 +292,15 @@ async fn expired_lease_is_rescued_reclaimed_and_the_stale_worker_is_fenced_out()
     .unwrap();
     tx.commit().await.unwrap();
     let call = state_of(&**client, id).await;
-    assert_eq!((call.state, call.attempts, call.last_error), (CallState::Transcribed, 0, None));
+    assert_eq!(
+        (call.state, call.attempts, call.last_error),
+        (CallState::Transcribed, 0, None)
+    );
     let model: String = client
-        .query_one("SELECT model FROM core.transcripts WHERE call_id = $1", &[&id])
+        .query_one(
+            "SELECT model FROM core.transcripts WHERE call_id = $1",
+            &[&id],
+        )
         .await
         .unwrap()
         .get(0);
@@ -302,9 +343,14 @@ async fn failures_back_off_then_dead_letter_and_requeue_brings_them_back() {
     for attempt in 1..=2 {
         let claimed = claim(&**client, "w", 1).await.remove(0);
         assert_eq!(claimed.lease.attempt, attempt);
-        let failed = queue::fail(&**client, &claimed.lease, "decoder exploded", Retry::WithBackoff)
-            .await
-            .unwrap();
+        let failed = queue::fail(
+            &**client,
+            &claimed.lease,
+            "decoder exploded",
+            Retry::WithBackoff,
+        )
+        .await
+        .unwrap();
         let Failed::WillRetry { run_after } = failed else {
             panic!("attempt {attempt} dead-lettered early")
         };
@@ -316,7 +362,10 @@ async fn failures_back_off_then_dead_letter_and_requeue_brings_them_back() {
         let waiting = state_of(&**client, id).await;
         assert_eq!(waiting.state, CallState::Downloaded);
         assert_eq!(waiting.last_error.as_deref(), Some("decoder exploded"));
-        assert!(claim(&**client, "w", 1).await.is_empty(), "claimed during backoff");
+        assert!(
+            claim(&**client, "w", 1).await.is_empty(),
+            "claimed during backoff"
+        );
         let counts = queue::counts(&**client, Some(org)).await.unwrap();
         assert_eq!(counts[0].retrying, 1);
         make_retries_due(&**client).await;
@@ -324,9 +373,14 @@ async fn failures_back_off_then_dead_letter_and_requeue_brings_them_back() {
     }
     let last = claim(&**client, "w", 1).await.remove(0);
     assert_eq!(
-        queue::fail(&**client, &last.lease, "decoder exploded again", Retry::WithBackoff)
-            .await
-            .unwrap(),
+        queue::fail(
+            &**client,
+            &last.lease,
+            "decoder exploded again",
+            Retry::WithBackoff
+        )
+        .await
+        .unwrap(),
         Failed::DeadLettered
     );
     let dead = state_of(&**client, id).await;
@@ -386,7 +440,10 @@ async fn release_returns_the_call_without_spending_an_attempt() {
     let claimed = claim(&**client, "w", 1).await.remove(0);
     queue::release(&**client, &claimed.lease).await.unwrap();
     let call = state_of(&**client, id).await;
-    assert_eq!((call.state, call.attempts, call.lease_owner), (CallState::Downloaded, 0, None));
+    assert_eq!(
+        (call.state, call.attempts, call.lease_owner),
+        (CallState::Downloaded, 0, None)
+    );
 }
 
 #[tokio::test]
@@ -395,10 +452,15 @@ async fn aging_serves_long_waiting_calls_before_newer_ones() {
     let client = db.client().await;
     let org = create_org(&**client, "acme").await;
     let now = Utc::now();
-    queue::enqueue(&**client, &downloaded_call(org, "yesterday", now - Age::days(1)))
+    queue::enqueue(
+        &**client,
+        &downloaded_call(org, "yesterday", now - Age::days(1)),
+    )
+    .await
+    .unwrap();
+    queue::enqueue(&**client, &downloaded_call(org, "live", now))
         .await
         .unwrap();
-    queue::enqueue(&**client, &downloaded_call(org, "live", now)).await.unwrap();
     client
         .execute(
             "UPDATE core.calls SET queued_at = now() - interval '2 hours' WHERE external_id = 'yesterday'",
@@ -420,12 +482,16 @@ async fn listeners_wake_when_their_lane_gets_work() {
     let org = create_org(&**client, "acme").await;
     let mut listener = QueueListener::connect(&db.url).await.unwrap();
     assert_eq!(
-        listener.wait(Lane::Transcribe, Duration::from_millis(200)).await,
+        listener
+            .wait(Lane::Transcribe, Duration::from_millis(200))
+            .await,
         Wakeup::PollInterval
     );
     let waiting = tokio::spawn(async move {
         let started = std::time::Instant::now();
-        let wakeup = listener.wait(Lane::Transcribe, Duration::from_secs(30)).await;
+        let wakeup = listener
+            .wait(Lane::Transcribe, Duration::from_secs(30))
+            .await;
         (wakeup, started.elapsed())
     });
     tokio::time::sleep(Duration::from_millis(100)).await;

@@ -21,7 +21,11 @@ async fn round_trip_head_presign_and_missing_objects() {
     assert_eq!(info.sha256.as_deref(), Some(sha256_hex(&audio).as_str()));
     assert_eq!(info.size, 300_000);
 
-    let head = store.head("orgs/a/upload/call.flac").await.unwrap().unwrap();
+    let head = store
+        .head("orgs/a/upload/call.flac")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(head, info);
     assert_eq!(store.get("orgs/a/upload/call.flac").await.unwrap(), audio);
 
@@ -29,12 +33,18 @@ async fn round_trip_head_presign_and_missing_objects() {
         .presign_get("orgs/a/upload/call.flac", Duration::from_secs(300))
         .await
         .unwrap();
-    assert!(url.starts_with(&server.endpoint) && url.contains("X-Amz-Signature"), "{url}");
+    assert!(
+        url.starts_with(&server.endpoint) && url.contains("X-Amz-Signature"),
+        "{url}"
+    );
     let fetched = reqwest::get(&url).await.unwrap();
     assert!(fetched.status().is_success(), "{}", fetched.status());
     assert_eq!(fetched.bytes().await.unwrap(), audio);
 
-    assert_eq!(store.head("orgs/a/upload/missing.flac").await.unwrap(), None);
+    assert_eq!(
+        store.head("orgs/a/upload/missing.flac").await.unwrap(),
+        None
+    );
     assert!(matches!(
         store.get("orgs/a/upload/missing.flac").await,
         Err(StorageError::NotFound { .. })
@@ -54,9 +64,17 @@ async fn wrong_credentials_fail_with_a_clear_error() {
         .await
         .unwrap_err()
         .to_string();
-    assert!(err.starts_with("put \"a.wav\" in s3://recordings at http://127.0.0.1:"), "{err}");
+    assert!(
+        err.starts_with("put \"a.wav\" in s3://recordings at http://127.0.0.1:"),
+        "{err}"
+    );
     assert!(err.contains("SignatureDoesNotMatch"), "{err}");
 
-    let missing = storage::open("s3://recordings", S3Settings::default()).err().unwrap();
-    assert!(missing.to_string().contains("AWS_ACCESS_KEY_ID"), "{missing}");
+    let missing = storage::open("s3://recordings", S3Settings::default())
+        .err()
+        .unwrap();
+    assert!(
+        missing.to_string().contains("AWS_ACCESS_KEY_ID"),
+        "{missing}"
+    );
 }

@@ -46,7 +46,10 @@ async fn seed_every_table(client: &impl GenericClient, org: Uuid, tag: &str) {
                         SELECT '{org}', id, 'sale', 120, now() FROM lead RETURNING 1)
          SELECT 1"
     );
-    client.batch_execute(&sql).await.expect("seed every tenant table");
+    client
+        .batch_execute(&sql)
+        .await
+        .expect("seed every tenant table");
 }
 
 /// Tables in core and crm that carry an org, with the column that names it.
@@ -86,7 +89,10 @@ async fn the_api_role_reads_no_row_of_another_org_from_any_tenant_table() {
         assert!(forced, "{table} does not force row-level security");
     }
     let bypass: bool = client
-        .query_one("SELECT rolbypassrls FROM pg_roles WHERE rolname = 'callscript_api'", &[])
+        .query_one(
+            "SELECT rolbypassrls FROM pg_roles WHERE rolname = 'callscript_api'",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
@@ -94,10 +100,15 @@ async fn the_api_role_reads_no_row_of_another_org_from_any_tenant_table() {
 
     for (table, org_column, _) in &tables {
         let tx = client.transaction().await.unwrap();
-        tx.batch_execute("SET LOCAL ROLE callscript_api").await.unwrap();
-        tx.execute("SELECT set_config('app.org_id', $1, true)", &[&org_a.to_string()])
+        tx.batch_execute("SET LOCAL ROLE callscript_api")
             .await
             .unwrap();
+        tx.execute(
+            "SELECT set_config('app.org_id', $1, true)",
+            &[&org_a.to_string()],
+        )
+        .await
+        .unwrap();
         let counts = tx
             .query_one(
                 &format!(
@@ -139,16 +150,21 @@ async fn the_api_role_cannot_write_into_another_org_and_sees_nothing_without_an_
     seed_every_table(&**client, org_b, "2").await;
 
     let tx = client.transaction().await.unwrap();
-    tx.batch_execute("SET LOCAL ROLE callscript_api").await.unwrap();
+    tx.batch_execute("SET LOCAL ROLE callscript_api")
+        .await
+        .unwrap();
     let seen: i64 = tx
         .query_one("SELECT count(*) FROM core.calls", &[])
         .await
         .unwrap()
         .get(0);
     assert_eq!(seen, 0, "no app.org_id must mean no rows");
-    tx.execute("SELECT set_config('app.org_id', $1, true)", &[&org_a.to_string()])
-        .await
-        .unwrap();
+    tx.execute(
+        "SELECT set_config('app.org_id', $1, true)",
+        &[&org_a.to_string()],
+    )
+    .await
+    .unwrap();
     let changed = tx
         .execute("UPDATE core.qa_flags SET review_status = 'dismissed'", &[])
         .await
@@ -168,7 +184,9 @@ async fn the_api_role_cannot_write_into_another_org_and_sees_nothing_without_an_
 
     // The pipeline role crosses orgs by design.
     let tx = client.transaction().await.unwrap();
-    tx.batch_execute("SET LOCAL ROLE callscript_pipeline").await.unwrap();
+    tx.batch_execute("SET LOCAL ROLE callscript_pipeline")
+        .await
+        .unwrap();
     let seen: i64 = tx
         .query_one("SELECT count(*) FROM core.calls", &[])
         .await

@@ -88,7 +88,9 @@ pub enum UploadError {
     Empty { path: String },
     #[error("{path}: {size} bytes is over the upload limit of {limit} bytes")]
     TooLarge { path: String, size: u64, limit: u64 },
-    #[error("{path}: not a recognised audio file (expected WAV, FLAC, MP3, OGG, M4A, AAC or WebM)")]
+    #[error(
+        "{path}: not a recognised audio file (expected WAV, FLAC, MP3, OGG, M4A, AAC or WebM)"
+    )]
     NotAudio { path: String },
     #[error("{path}: storing the recording failed: {source}")]
     Store { path: String, source: StorageError },
@@ -205,13 +207,34 @@ mod tests {
 
     #[test]
     fn sniffs_containers_by_content() {
-        assert_eq!(AudioContainer::sniff(b"RIFF\x24\0\0\0WAVEfmt "), Some(AudioContainer::Wav));
-        assert_eq!(AudioContainer::sniff(b"fLaC\0\0\0\x22"), Some(AudioContainer::Flac));
-        assert_eq!(AudioContainer::sniff(b"ID3\x04\0\0"), Some(AudioContainer::Mp3));
-        assert_eq!(AudioContainer::sniff(&[0xFF, 0xFB, 0x90, 0x00]), Some(AudioContainer::Mp3));
-        assert_eq!(AudioContainer::sniff(&[0xFF, 0xF1, 0x50, 0x80]), Some(AudioContainer::Aac));
-        assert_eq!(AudioContainer::sniff(b"OggS\0\x02"), Some(AudioContainer::Ogg));
-        assert_eq!(AudioContainer::sniff(b"\0\0\0\x20ftypM4A "), Some(AudioContainer::Mp4));
+        assert_eq!(
+            AudioContainer::sniff(b"RIFF\x24\0\0\0WAVEfmt "),
+            Some(AudioContainer::Wav)
+        );
+        assert_eq!(
+            AudioContainer::sniff(b"fLaC\0\0\0\x22"),
+            Some(AudioContainer::Flac)
+        );
+        assert_eq!(
+            AudioContainer::sniff(b"ID3\x04\0\0"),
+            Some(AudioContainer::Mp3)
+        );
+        assert_eq!(
+            AudioContainer::sniff(&[0xFF, 0xFB, 0x90, 0x00]),
+            Some(AudioContainer::Mp3)
+        );
+        assert_eq!(
+            AudioContainer::sniff(&[0xFF, 0xF1, 0x50, 0x80]),
+            Some(AudioContainer::Aac)
+        );
+        assert_eq!(
+            AudioContainer::sniff(b"OggS\0\x02"),
+            Some(AudioContainer::Ogg)
+        );
+        assert_eq!(
+            AudioContainer::sniff(b"\0\0\0\x20ftypM4A "),
+            Some(AudioContainer::Mp4)
+        );
         assert_eq!(AudioContainer::sniff(b"%PDF-1.7"), None);
         assert_eq!(AudioContainer::sniff(b""), None);
     }

@@ -10,7 +10,9 @@ use callscript_testkit::s3::TestS3Server;
 use callscript_testkit::{create_org, TestDatabase};
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/audio").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../fixtures/audio")
+        .join(name)
 }
 
 #[tokio::test]
@@ -30,22 +32,32 @@ async fn a_recording_is_stored_and_queued_once() {
     };
 
     let path = fixture("goforward.wav");
-    let first = enqueue_file(&**client, store.as_ref(), &path, &options).await.unwrap();
+    let first = enqueue_file(&**client, store.as_ref(), &path, &options)
+        .await
+        .unwrap();
     assert!(first.newly_queued);
     assert_eq!(
         first.sha256,
         "97ec638609b9c7eeb616764b4e5713d7ed2d0a8e1a2f8246631d9074d47aaf11"
     );
-    assert_eq!(store.get(&first.object_key).await.unwrap(), std::fs::read(&path).unwrap());
+    assert_eq!(
+        store.get(&first.object_key).await.unwrap(),
+        std::fs::read(&path).unwrap()
+    );
 
     // The same content under another name is the same call.
     let dir = tempfile::tempdir().unwrap();
     let copy = dir.path().join("renamed.wav");
     std::fs::copy(&path, &copy).unwrap();
-    let again = enqueue_file(&**client, store.as_ref(), &copy, &options).await.unwrap();
+    let again = enqueue_file(&**client, store.as_ref(), &copy, &options)
+        .await
+        .unwrap();
     assert_eq!((again.call_id, again.newly_queued), (first.call_id, false));
 
-    let call = queue::get_call(&**client, first.call_id).await.unwrap().unwrap();
+    let call = queue::get_call(&**client, first.call_id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(call.state, CallState::Downloaded);
     assert_eq!(call.object_key.as_deref(), Some(first.object_key.as_str()));
     assert_eq!(call.content_type.as_deref(), Some("audio/wav"));
@@ -56,8 +68,11 @@ async fn a_recording_is_stored_and_queued_once() {
 async fn bad_files_get_their_own_errors_and_store_nothing() {
     let db = TestDatabase::new(1).await;
     let dir = tempfile::tempdir().unwrap();
-    let store = storage::open(dir.path().join("objects").to_str().unwrap(), Default::default())
-        .unwrap();
+    let store = storage::open(
+        dir.path().join("objects").to_str().unwrap(),
+        Default::default(),
+    )
+    .unwrap();
     let client = db.client().await;
     let org = create_org(&**client, "acme").await;
     let options = UploadOptions {
@@ -76,16 +91,25 @@ async fn bad_files_get_their_own_errors_and_store_nothing() {
         (dir.path().join("missing.wav"), "No such file"),
         (empty, "the file is empty"),
         (text, "not a recognised audio file"),
-        (fixture("goforward.wav"), "over the upload limit of 1000 bytes"),
+        (
+            fixture("goforward.wav"),
+            "over the upload limit of 1000 bytes",
+        ),
     ];
     for (path, expected) in cases {
         let err = enqueue_file(&**client, store.as_ref(), &path, &options)
             .await
             .unwrap_err();
         let message = err.to_string();
-        assert!(message.starts_with(&path.display().to_string()), "{message}");
+        assert!(
+            message.starts_with(&path.display().to_string()),
+            "{message}"
+        );
         assert!(message.contains(expected), "{message}");
-        assert!(!matches!(err, UploadError::Store { .. } | UploadError::Queue { .. }));
+        assert!(!matches!(
+            err,
+            UploadError::Store { .. } | UploadError::Queue { .. }
+        ));
     }
     assert!(queue::counts(&**client, None).await.unwrap().is_empty());
     assert!(!dir.path().join("objects").exists());

@@ -44,7 +44,9 @@ impl TestDatabase {
         drop(client);
         let _ = driver.await;
 
-        let pool = connect_pool(&url, pool_size).await.unwrap_or_else(|e| panic!("{e}"));
+        let pool = connect_pool(&url, pool_size)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         Self {
             url,
             pool,
@@ -153,11 +155,17 @@ mod tests {
             with_database("postgres://u@127.0.0.1:5432/test", "x"),
             "postgres://u@127.0.0.1:5432/x"
         );
-        assert_eq!(with_database("postgres://127.0.0.1:5432", "x"), "postgres://127.0.0.1:5432/x");
+        assert_eq!(
+            with_database("postgres://127.0.0.1:5432", "x"),
+            "postgres://127.0.0.1:5432/x"
+        );
         assert_eq!(
             with_database("postgres://h/db?sslmode=disable", "x"),
             "postgres://h/x?sslmode=disable"
         );
-        assert_eq!(with_database("host=h dbname=db", "x"), "host=h dbname=db dbname=x");
+        assert_eq!(
+            with_database("host=h dbname=db", "x"),
+            "host=h dbname=db dbname=x"
+        );
     }
 }

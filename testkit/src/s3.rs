@@ -48,10 +48,13 @@ pub struct TestS3Server {
 impl TestS3Server {
     pub async fn start() -> Self {
         let root = tempfile::tempdir().expect("temporary S3 root");
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
         let addr = listener.local_addr().expect("local address");
         let path = root.path().to_owned();
-        let task = tokio::spawn(async move { serve(listener, &path, ACCESS_KEY, SECRET_KEY).await });
+        let task =
+            tokio::spawn(async move { serve(listener, &path, ACCESS_KEY, SECRET_KEY).await });
         Self {
             endpoint: format!("http://{addr}"),
             addr,

@@ -31,7 +31,12 @@ impl LocalDirStore {
         Ok(self.root.join(key))
     }
 
-    fn backend(&self, operation: &'static str, key: &str, e: impl std::fmt::Display) -> StorageError {
+    fn backend(
+        &self,
+        operation: &'static str,
+        key: &str,
+        e: impl std::fmt::Display,
+    ) -> StorageError {
         StorageError::Backend {
             operation,
             store: self.describe(),
@@ -61,7 +66,12 @@ impl ObjectStore for LocalDirStore {
             .map_err(|e| self.backend("create directory", "", e))
     }
 
-    async fn put(&self, key: &str, body: Bytes, content_type: &str) -> Result<ObjectInfo, StorageError> {
+    async fn put(
+        &self,
+        key: &str,
+        body: Bytes,
+        content_type: &str,
+    ) -> Result<ObjectInfo, StorageError> {
         let path = self.path(key)?;
         let sha256 = sha256_hex(&body);
         let sidecar = serde_json::to_vec(&Sidecar {
@@ -137,18 +147,34 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = LocalDirStore::new(dir.path());
         let info = store
-            .put("org/a/call.wav", Bytes::from_static(b"RIFF...."), "audio/wav")
+            .put(
+                "org/a/call.wav",
+                Bytes::from_static(b"RIFF...."),
+                "audio/wav",
+            )
             .await
             .unwrap();
-        assert_eq!(info.sha256.as_deref(), Some(sha256_hex(b"RIFF....").as_str()));
-        assert_eq!(store.get("org/a/call.wav").await.unwrap(), Bytes::from_static(b"RIFF...."));
+        assert_eq!(
+            info.sha256.as_deref(),
+            Some(sha256_hex(b"RIFF....").as_str())
+        );
+        assert_eq!(
+            store.get("org/a/call.wav").await.unwrap(),
+            Bytes::from_static(b"RIFF....")
+        );
         assert_eq!(store.head("org/a/call.wav").await.unwrap(), Some(info));
         assert_eq!(store.head("org/a/other.wav").await.unwrap(), None);
         assert!(matches!(
             store.get("org/a/other.wav").await,
             Err(StorageError::NotFound { .. })
         ));
-        let url = store.presign_get("org/a/call.wav", Duration::from_secs(60)).await.unwrap();
-        assert!(url.starts_with("file:///") && url.ends_with("org/a/call.wav"), "{url}");
+        let url = store
+            .presign_get("org/a/call.wav", Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert!(
+            url.starts_with("file:///") && url.ends_with("org/a/call.wav"),
+            "{url}"
+        );
     }
 }

@@ -53,8 +53,12 @@ pub trait ObjectStore: Send + Sync {
     /// Makes the store ready for writes: the directory or the bucket exists afterwards.
     async fn prepare(&self) -> Result<(), StorageError>;
     /// Stores `body` under `key` (replacing what was there) and returns its info with SHA-256.
-    async fn put(&self, key: &str, body: Bytes, content_type: &str)
-        -> Result<ObjectInfo, StorageError>;
+    async fn put(
+        &self,
+        key: &str,
+        body: Bytes,
+        content_type: &str,
+    ) -> Result<ObjectInfo, StorageError>;
     async fn get(&self, key: &str) -> Result<Bytes, StorageError>;
     /// `None` when there is no such object.
     async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, StorageError>;
@@ -129,7 +133,9 @@ mod tests {
     #[test]
     fn keys_are_checked() {
         assert!(validate_key("orgs/0f/upload/abc.flac").is_ok());
-        for bad in ["", "/abs", "a//b", "a/../b", "a/./b", "sp ace", "trail/", "ü"] {
+        for bad in [
+            "", "/abs", "a//b", "a/../b", "a/./b", "sp ace", "trail/", "ü",
+        ] {
             assert!(validate_key(bad).is_err(), "{bad:?} accepted");
         }
     }
@@ -139,7 +145,9 @@ mod tests {
         assert!(open("s3://", S3Settings::default()).is_err());
         assert!(open("gs://bucket", S3Settings::default()).is_err());
         assert_eq!(
-            open("file:///tmp/objects", S3Settings::default()).unwrap().describe(),
+            open("file:///tmp/objects", S3Settings::default())
+                .unwrap()
+                .describe(),
             "directory /tmp/objects"
         );
     }

@@ -108,7 +108,12 @@ impl S3Store {
         })
     }
 
-    fn backend<E: std::error::Error>(&self, operation: &'static str, key: &str, e: E) -> StorageError {
+    fn backend<E: std::error::Error>(
+        &self,
+        operation: &'static str,
+        key: &str,
+        e: E,
+    ) -> StorageError {
         StorageError::Backend {
             operation,
             store: self.describe(),
@@ -130,10 +135,23 @@ impl ObjectStore for S3Store {
     /// Creates the bucket if it does not exist (local and test servers; production buckets
     /// are made by their owners, and then this is one HEAD request).
     async fn prepare(&self) -> Result<(), StorageError> {
-        if self.client.head_bucket().bucket(&self.bucket).send().await.is_ok() {
+        if self
+            .client
+            .head_bucket()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .is_ok()
+        {
             return Ok(());
         }
-        match self.client.create_bucket().bucket(&self.bucket).send().await {
+        match self
+            .client
+            .create_bucket()
+            .bucket(&self.bucket)
+            .send()
+            .await
+        {
             Ok(_) => Ok(()),
             Err(e)
                 if e.as_service_error().is_some_and(|s| {
@@ -146,7 +164,12 @@ impl ObjectStore for S3Store {
         }
     }
 
-    async fn put(&self, key: &str, body: Bytes, content_type: &str) -> Result<ObjectInfo, StorageError> {
+    async fn put(
+        &self,
+        key: &str,
+        body: Bytes,
+        content_type: &str,
+    ) -> Result<ObjectInfo, StorageError> {
         let full_key = self.full_key(key)?;
         let sha256 = sha256_hex(&body);
         let size = body.len() as u64;

@@ -47,6 +47,8 @@ fn usage(problem: &str) -> ! {
     if !problem.is_empty() {
         eprintln!("error: {problem}");
     }
-    eprintln!("usage: s3-dev-server --root DIR [--addr 127.0.0.1:9014] [--access-key K --secret-key S]");
+    eprintln!(
+        "usage: s3-dev-server --root DIR [--addr 127.0.0.1:9014] [--access-key K --secret-key S]"
+    );
     std::process::exit(if problem.is_empty() { 0 } else { 2 });
 }

@@ -11,7 +11,8 @@
 #          cs_local_database_url, cs_s3_endpoint, cs_print_exports,
 #          cs_database_status, cs_s3_status.
 # Knobs:   DATABASE_URL (use an existing server instead of the local one),
-#          CALLSCRIPT_PG_PORT (54329), CALLSCRIPT_S3_PORT (9014),
+#          CALLSCRIPT_PG_PORT (54329 + a hash of the checkout path, < 54829),
+#          CALLSCRIPT_S3_PORT (9014),
 #          CS_S3_SERVER_BIN, CARGO_TARGET_DIR.
 
 if [[ -n "${_CS_COMMON_SH_LOADED:-}" ]]; then
@@ -117,8 +118,16 @@ cs_ensure_apt() {
 # PostgreSQL
 # ---------------------------------------------------------------------------
 
+# Default port: 54329 plus a number derived from the checkout's path, so two checkouts on one
+# machine (a working copy and CI's fresh clone, say) never fight over one port.
+_cs_pg_default_port() {
+  local sum
+  sum=$(printf '%s' "$CS_ROOT" | cksum)
+  printf '%s\n' $((54329 + ${sum%% *} % 500))
+}
+
 _cs_pg_port() {
-  local port=${CALLSCRIPT_PG_PORT:-54329}
+  local port=${CALLSCRIPT_PG_PORT:-$(_cs_pg_default_port)}
   _cs_check_port CALLSCRIPT_PG_PORT "$port" || return 1
   printf '%s\n' "$port"
 }

@@ -507,3 +507,41 @@ async fn listeners_wake_when_their_lane_gets_work() {
     assert_eq!(wakeup, Wakeup::Notified);
     assert!(waited < Duration::from_secs(5), "woke after {waited:?}");
 }
+
+#[tokio::test]
+async fn the_service_maintenance_loop_rescues_when_pg_cron_does_not() {
+    let db = TestDatabase::new(2).await;
+    let client = db.client().await;
+    assert!(!maintenance::scheduled_by_pg_cron(&**client).await.unwrap());
+    let org = create_org(&**client, "acme").await;
+    let id = queue::enqueue(&**client, &downloaded_call(org, "c1", Utc::now()))
+        .await
+        .unwrap()
+        .call_id;
+    queue::claim(&**client, &request("gone", 1, Duration::from_millis(100)))
+        .await
+        .unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let config = maintenance::MaintenanceConfig {
+        interval: Duration::from_secs(1),
+    };
+    config.validate().unwrap();
+    let service = tokio::spawn(maintenance::run_until(db.pool.clone(), config, async {
+        let _ = stopped.await;
+    }));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while state_of(&**client, id).await.state != CallState::Downloaded {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the loop never rescued the call"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.send(()).unwrap();
+    service.await.unwrap();
+    assert!(maintenance::MaintenanceConfig {
+        interval: Duration::from_millis(10)
+    }
+    .validate()
+    .is_err());
+}

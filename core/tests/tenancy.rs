@@ -141,6 +141,17 @@ async fn the_api_role_reads_no_row_of_another_org_from_any_tenant_table() {
     }
 }
 
+/// How many calls the transaction sees after switching to `role`.
+async fn calls_seen_as(tx: &deadpool_postgres::Transaction<'_>, role: &str) -> i64 {
+    tx.batch_execute(&format!("SET LOCAL ROLE {role}"))
+        .await
+        .unwrap();
+    tx.query_one("SELECT count(*) FROM core.calls", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
 #[tokio::test]
 async fn the_api_role_cannot_write_into_another_org_and_sees_nothing_without_an_org() {
     let db = TestDatabase::new(1).await;
@@ -150,15 +161,11 @@ async fn the_api_role_cannot_write_into_another_org_and_sees_nothing_without_an_
     seed_every_table(&**client, org_b, "2").await;
 
     let tx = client.transaction().await.unwrap();
-    tx.batch_execute("SET LOCAL ROLE callscript_api")
-        .await
-        .unwrap();
-    let seen: i64 = tx
-        .query_one("SELECT count(*) FROM core.calls", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(seen, 0, "no app.org_id must mean no rows");
+    assert_eq!(
+        calls_seen_as(&tx, "callscript_api").await,
+        0,
+        "no app.org_id must mean no rows"
+    );
     tx.execute(
         "SELECT set_config('app.org_id', $1, true)",
         &[&org_a.to_string()],
@@ -184,14 +191,6 @@ async fn the_api_role_cannot_write_into_another_org_and_sees_nothing_without_an_
 
     // The pipeline role crosses orgs by design.
     let tx = client.transaction().await.unwrap();
-    tx.batch_execute("SET LOCAL ROLE callscript_pipeline")
-        .await
-        .unwrap();
-    let seen: i64 = tx
-        .query_one("SELECT count(*) FROM core.calls", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(seen, 1);
+    assert_eq!(calls_seen_as(&tx, "callscript_pipeline").await, 1);
     tx.rollback().await.unwrap();
 }

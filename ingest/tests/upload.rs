@@ -8,11 +8,22 @@ use callscript_core::storage;
 use callscript_ingest::upload::{enqueue_file, UploadError, UploadOptions};
 use callscript_testkit::s3::TestS3Server;
 use callscript_testkit::{create_org, TestDatabase};
+use uuid::Uuid;
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../fixtures/audio")
         .join(name)
+}
+
+fn options(org_id: Uuid, max_bytes: u64) -> UploadOptions {
+    UploadOptions {
+        org_id,
+        campaign_id: None,
+        priority: 0,
+        started_at: None,
+        max_bytes,
+    }
 }
 
 #[tokio::test]
@@ -23,13 +34,7 @@ async fn a_recording_is_stored_and_queued_once() {
     store.prepare().await.unwrap();
     let client = db.client().await;
     let org = create_org(&**client, "acme").await;
-    let options = UploadOptions {
-        org_id: org,
-        campaign_id: None,
-        priority: 0,
-        started_at: None,
-        max_bytes: 10 << 20,
-    };
+    let options = options(org, 10 << 20);
 
     let path = fixture("goforward.wav");
     let first = enqueue_file(&**client, store.as_ref(), &path, &options)
@@ -75,13 +80,7 @@ async fn bad_files_get_their_own_errors_and_store_nothing() {
     .unwrap();
     let client = db.client().await;
     let org = create_org(&**client, "acme").await;
-    let options = UploadOptions {
-        org_id: org,
-        campaign_id: None,
-        priority: 0,
-        started_at: None,
-        max_bytes: 1000,
-    };
+    let options = options(org, 1000);
     let empty = dir.path().join("empty.wav");
     std::fs::write(&empty, b"").unwrap();
     let text = dir.path().join("notes.wav");

@@ -1,0 +1,619 @@
+//! `audio::decode` against real recordings in every supported format.
+//!
+//! The fixtures are 16 kHz WAV; the other formats and rates are made from them with ffmpeg
+//! (Debian package `ffmpeg`) in a temporary directory, so the tests exercise the same encoders
+//! that produce real uploads. Synthetic signals (sines, silence) are written as WAV here.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use callscript_worker::audio::{decode, AudioError, AudioLimits, DecodedAudio, TARGET_SAMPLE_RATE};
+
+const MONO_FIXTURE: &str = "goforward.wav";
+const MONO_SECONDS: f64 = 2.786;
+const STEREO_FIXTURE: &str = "faster_whisper_stereo_diarization.wav";
+const STEREO_SECONDS: f64 = 5.0;
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fixtures/audio")
+        .join(name)
+}
+
+fn read(path: &Path) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_else(|error| panic!("reading {}: {error}", path.display()))
+}
+
+/// Runs ffmpeg on `input` with the output options `args`, writing `output_name` in `dir`.
+fn ffmpeg(dir: &Path, input: &Path, args: &[&str], output_name: &str) -> Vec<u8> {
+    let output = dir.join(output_name);
+    let result = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-y", "-i"])
+        .arg(input)
+        .args(args)
+        .arg(&output)
+        .output()
+        .expect("ffmpeg must be installed (Debian package `ffmpeg`)");
+    assert!(
+        result.status.success(),
+        "ffmpeg {args:?} → {output_name} failed: {}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    read(&output)
+}
+
+/// The stereo fixture as 44.1 kHz 16-bit PCM: the source every encoded format starts from.
+fn stereo_44k(dir: &Path) -> PathBuf {
+    ffmpeg(
+        dir,
+        &fixture(STEREO_FIXTURE),
+        &["-ar", "44100", "-c:a", "pcm_s16le"],
+        "stereo_44k.wav",
+    );
+    dir.join("stereo_44k.wav")
+}
+
+/// A 16-bit PCM WAV file of the given interleaved samples.
+fn wav_bytes(sample_rate: u32, channels: u16, interleaved: &[i16]) -> Vec<u8> {
+    let data_len = u32::try_from(interleaved.len() * 2).unwrap();
+    let block_align = channels * 2;
+    let mut bytes = Vec::with_capacity(44 + interleaved.len() * 2);
+    bytes.extend_from_slice(b"RIFF");
+    bytes.extend_from_slice(&(36 + data_len).to_le_bytes());
+    bytes.extend_from_slice(b"WAVEfmt ");
+    bytes.extend_from_slice(&16u32.to_le_bytes());
+    bytes.extend_from_slice(&1u16.to_le_bytes());
+    bytes.extend_from_slice(&channels.to_le_bytes());
+    bytes.extend_from_slice(&sample_rate.to_le_bytes());
+    bytes.extend_from_slice(&(sample_rate * u32::from(block_align)).to_le_bytes());
+    bytes.extend_from_slice(&block_align.to_le_bytes());
+    bytes.extend_from_slice(&16u16.to_le_bytes());
+    bytes.extend_from_slice(b"data");
+    bytes.extend_from_slice(&data_len.to_le_bytes());
+    for sample in interleaved {
+        bytes.extend_from_slice(&sample.to_le_bytes());
+    }
+    bytes
+}
+
+fn sine_wav(sample_rate: u32, frequency: f64, seconds: f64) -> Vec<u8> {
+    let frames = (f64::from(sample_rate) * seconds) as usize;
+    let samples: Vec<i16> = (0..frames)
+        .map(|n| {
+            let phase = 2.0 * std::f64::consts::PI * frequency * n as f64 / f64::from(sample_rate);
+            (phase.sin() * 0.5 * f64::from(i16::MAX)) as i16
+        })
+        .collect();
+    wav_bytes(sample_rate, 1, &samples)
+}
+
+fn decode_ok(bytes: &[u8], hint: &str) -> DecodedAudio {
+    decode(bytes, Some(hint), &AudioLimits::default())
+        .unwrap_or_else(|error| panic!("decoding {hint}: {error}"))
+}
+
+fn rms(samples: &[f32]) -> f64 {
+    let sum: f64 = samples.iter().map(|s| f64::from(*s).powi(2)).sum();
+    (sum / samples.len().max(1) as f64).sqrt()
+}
+
+/// Normalised correlation of two signals over their common length (1.0 = same waveform).
+fn correlation(a: &[f32], b: &[f32]) -> f64 {
+    let n = a.len().min(b.len());
+    let (mut ab, mut aa, mut bb) = (0.0, 0.0, 0.0);
+    for (x, y) in a[..n].iter().zip(&b[..n]) {
+        let (x, y) = (f64::from(*x), f64::from(*y));
+        ab += x * y;
+        aa += x * x;
+        bb += y * y;
+    }
+    ab / (aa * bb).sqrt().max(f64::MIN_POSITIVE)
+}
+
+/// The highest correlation of `late` shifted back by 0..=`max_lag` samples against `reference`.
+fn best_correlation(late: &[f32], reference: &[f32], max_lag: usize) -> f64 {
+    (0..=max_lag.min(late.len()))
+        .map(|lag| correlation(&late[lag..], reference))
+        .fold(f64::MIN, f64::max)
+}
+
+fn assert_duration(
+    audio: &DecodedAudio,
+    expected_seconds: f64,
+    tolerance_seconds: f64,
+    what: &str,
+) {
+    assert!(
+        (audio.duration_seconds - expected_seconds).abs() <= tolerance_seconds,
+        "{what}: duration {} s, expected {expected_seconds} s ± {tolerance_seconds}",
+        audio.duration_seconds
+    );
+    let seconds_at_16k = audio.frames() as f64 / f64::from(TARGET_SAMPLE_RATE);
+    assert!(
+        (seconds_at_16k - expected_seconds).abs() <= tolerance_seconds,
+        "{what}: {} frames at 16 kHz = {seconds_at_16k} s, expected {expected_seconds} s",
+        audio.frames()
+    );
+    for channel in &audio.channels {
+        assert_eq!(
+            channel.len(),
+            audio.frames(),
+            "{what}: channel lengths differ"
+        );
+    }
+}
+
+/// Checks a decoded stereo recording against the 16 kHz original, channel by channel: right
+/// length, and the same waveform (so the channels are neither swapped nor shifted in time).
+///
+/// `max_lag` is how many 16 kHz samples the decoded audio may run late (encoder priming that the
+/// decoder does not trim).
+fn assert_matches_stereo_original(
+    audio: &DecodedAudio,
+    min_correlation: f64,
+    max_lag: usize,
+    what: &str,
+) {
+    let original = decode_ok(&read(&fixture(STEREO_FIXTURE)), "wav");
+    assert_eq!(audio.channels.len(), 2, "{what}: channel count");
+    for (index, (decoded, reference)) in audio.channels.iter().zip(&original.channels).enumerate() {
+        let same = best_correlation(decoded, reference, max_lag);
+        let other = best_correlation(decoded, &original.channels[1 - index], max_lag);
+        assert!(
+            same >= min_correlation && same > other,
+            "{what}: channel {index} correlates {same:.3} with its original (other channel \
+             {other:.3}), expected ≥ {min_correlation}"
+        );
+    }
+}
+
+#[test]
+fn sixteen_khz_wav_passes_through_untouched() {
+    let bytes = read(&fixture(MONO_FIXTURE));
+    let audio = decode_ok(&bytes, "wav");
+    assert_eq!(audio.source_sample_rate, 16_000);
+    assert_eq!(audio.channels.len(), 1);
+    assert_duration(&audio, MONO_SECONDS, 0.001, "goforward.wav");
+    // The samples are the file's 16-bit PCM, bit for bit, scaled to [-1, 1).
+    let pcm = &bytes[bytes.len() - audio.frames() * 2..];
+    for (n, pair) in pcm.chunks_exact(2).enumerate().step_by(97) {
+        let expected = f32::from(i16::from_le_bytes([pair[0], pair[1]])) / 32768.0;
+        assert_eq!(audio.channels[0][n], expected, "sample {n}");
+    }
+
+    let stereo = decode_ok(&read(&fixture(STEREO_FIXTURE)), "wav");
+    assert_eq!(stereo.channels.len(), 2);
+    assert_duration(&stereo, STEREO_SECONDS, 0.001, "stereo fixture");
+    assert!(correlation(&stereo.channels[0], &stereo.channels[1]) < 0.9);
+}
+
+#[test]
+fn pcm_44k_stereo_is_resampled_to_two_16k_channels() {
+    let dir = tempfile::tempdir().unwrap();
+    let audio = decode_ok(&read(&stereo_44k(dir.path())), "wav");
+    assert_eq!(audio.source_sample_rate, 44_100);
+    assert_duration(&audio, STEREO_SECONDS, 0.02, "44.1 kHz PCM");
+    assert_matches_stereo_original(&audio, 0.99, 0, "44.1 kHz PCM");
+}
+
+#[test]
+fn mu_law_and_a_law_wav_decode() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = stereo_44k(dir.path());
+    for (codec, name) in [("pcm_mulaw", "mulaw.wav"), ("pcm_alaw", "alaw.wav")] {
+        let bytes = ffmpeg(dir.path(), &source, &["-c:a", codec], name);
+        let audio = decode_ok(&bytes, "wav");
+        assert_duration(&audio, STEREO_SECONDS, 0.02, name);
+        assert_matches_stereo_original(&audio, 0.98, 0, name);
+    }
+}
+
+#[test]
+fn telephone_8khz_mu_law_is_upsampled_to_16khz() {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = ffmpeg(
+        dir.path(),
+        &fixture(MONO_FIXTURE),
+        &["-ar", "8000", "-c:a", "pcm_mulaw"],
+        "telephone.wav",
+    );
+    let audio = decode_ok(&bytes, "wav");
+    assert_eq!(audio.source_sample_rate, 8_000);
+    assert_eq!(audio.channels.len(), 1);
+    assert_duration(&audio, MONO_SECONDS, 0.02, "8 kHz μ-law");
+    // Telephone band only, but still the same speech, in time with the original.
+    let original = decode_ok(&read(&fixture(MONO_FIXTURE)), "wav");
+    let same = correlation(&audio.channels[0], &original.channels[0]);
+    assert!(
+        same > 0.9,
+        "8 kHz μ-law correlates {same:.3} with the original"
+    );
+}
+
+#[test]
+fn lossless_and_lossy_formats_decode() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = stereo_44k(dir.path());
+    // (extension, ffmpeg options, duration tolerance, minimum correlation, allowed lag)
+    let cases: [(&str, &[&str], f64, f64, usize); 4] = [
+        ("flac", &["-c:a", "flac"], 0.02, 0.99, 0),
+        ("mp3", &["-c:a", "libmp3lame", "-b:a", "128k"], 0.03, 0.9, 0),
+        ("ogg", &["-c:a", "libvorbis", "-q:a", "4"], 0.03, 0.9, 0),
+        // symphonia 0.6 ignores MP4 edit lists, so AAC's encoder priming (1024 frames) and
+        // padding stay in: up to 50 ms more than the source.
+        ("m4a", &["-c:a", "aac", "-b:a", "128k"], 0.05, 0.9, 480),
+    ];
+    for (extension, args, tolerance, min_correlation, max_lag) in cases {
+        let bytes = ffmpeg(dir.path(), &source, args, &format!("stereo.{extension}"));
+        let audio = decode_ok(&bytes, extension);
+        assert_eq!(audio.source_sample_rate, 44_100, "{extension}");
+        assert_duration(&audio, STEREO_SECONDS, tolerance, extension);
+        assert_matches_stereo_original(&audio, min_correlation, max_lag, extension);
+    }
+}
+
+/// Counts the zero crossings from negative to positive: one per period of a pure tone.
+fn rising_zero_crossings(samples: &[f32]) -> usize {
+    samples
+        .windows(2)
+        .filter(|pair| pair[0] < 0.0 && pair[1] >= 0.0)
+        .count()
+}
+
+#[test]
+fn resampled_sine_keeps_its_frequency() {
+    for source_rate in [44_100, 48_000, 22_050, 8_000] {
+        let audio = decode_ok(&sine_wav(source_rate, 1000.0, 2.0), "wav");
+        assert_duration(&audio, 2.0, 0.001, "sine");
+        // Skip the edges, where the band-limited filter rings against the cut.
+        let steady = &audio.channels[0][1600..audio.frames() - 1600];
+        let seconds = steady.len() as f64 / 16_000.0;
+        let frequency = rising_zero_crossings(steady) as f64 / seconds;
+        assert!(
+            (frequency - 1000.0).abs() <= 2.0,
+            "{source_rate} Hz: measured {frequency} Hz"
+        );
+        let level = rms(steady);
+        assert!(
+            (level - 0.5 / 2f64.sqrt()).abs() < 0.01,
+            "{source_rate} Hz: RMS {level}, expected the source's 0.354"
+        );
+    }
+}
+
+#[test]
+fn tones_above_8khz_are_filtered_out_not_aliased() {
+    // A 12 kHz tone at 44.1 kHz cannot exist at 16 kHz; a resampler without an anti-aliasing
+    // filter would fold it down to 4 kHz, right into the speech band. Mix it with a 1 kHz tone
+    // (which must survive) so the file is not silent.
+    let rate = 44_100;
+    let frames = rate as usize * 2;
+    let samples: Vec<i16> = (0..frames)
+        .map(|n| {
+            let t = n as f64 / f64::from(rate);
+            let tone = |hz: f64| (2.0 * std::f64::consts::PI * hz * t).sin();
+            ((0.4 * tone(12_000.0) + 0.1 * tone(1_000.0)) * f64::from(i16::MAX)) as i16
+        })
+        .collect();
+    let audio = decode_ok(&wav_bytes(rate, 1, &samples), "wav");
+    let steady = &audio.channels[0][1600..audio.frames() - 1600];
+    // What is left is the 1 kHz tone alone (RMS 0.1/√2 ≈ 0.0707): the 12 kHz tone (0.283) and
+    // any alias of it are gone.
+    let level = rms(steady);
+    assert!(
+        (level - 0.1 / 2f64.sqrt()).abs() < 0.005,
+        "RMS {level}: high tone leaked or aliased"
+    );
+    assert!(
+        (rising_zero_crossings(steady) as f64 / (steady.len() as f64 / 16_000.0) - 1000.0).abs()
+            <= 2.0
+    );
+}
+
+#[test]
+fn empty_input_is_its_own_error() {
+    let error = decode(&[], Some("wav"), &AudioLimits::default()).unwrap_err();
+    assert!(matches!(error, AudioError::Empty), "{error:?}");
+    assert!(error.to_string().contains("empty"), "{error}");
+}
+
+#[test]
+fn non_audio_is_rejected_as_not_audio() {
+    for (bytes, hint) in [
+        (
+            b"hello, this is a text file, not a recording\n".repeat(50),
+            Some("wav"),
+        ),
+        (b"%PDF-1.7\n".repeat(100), None),
+        (vec![0u8; 4096], Some("mp3")),
+    ] {
+        let error = decode(&bytes, hint, &AudioLimits::default()).unwrap_err();
+        assert!(matches!(error, AudioError::NotAudio { .. }), "{error:?}");
+        assert!(
+            error.to_string().starts_with("not a supported audio file"),
+            "{error}"
+        );
+    }
+}
+
+#[test]
+fn opus_is_an_unsupported_codec() {
+    // LiveKit's OGG/Opus: a container symphonia reads, a codec it does not decode.
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = ffmpeg(
+        dir.path(),
+        &fixture(MONO_FIXTURE),
+        &["-c:a", "libopus"],
+        "call.ogg",
+    );
+    let error = decode(&bytes, Some("ogg"), &AudioLimits::default()).unwrap_err();
+    assert!(
+        matches!(error, AudioError::UnsupportedCodec { .. }),
+        "{error:?}"
+    );
+    assert!(
+        error.to_string().contains("unsupported audio codec"),
+        "{error}"
+    );
+}
+
+#[test]
+fn truncated_wav_is_reported_as_truncated() {
+    // The header still claims 2.786 s of data; only the first half is there.
+    let bytes = read(&fixture(MONO_FIXTURE));
+    let error = decode(
+        &bytes[..bytes.len() / 2],
+        Some("wav"),
+        &AudioLimits::default(),
+    )
+    .unwrap_err();
+    let AudioError::Truncated {
+        decoded_seconds,
+        expected_seconds,
+    } = error
+    else {
+        panic!("expected Truncated, got {error:?}");
+    };
+    assert!(decoded_seconds < MONO_SECONDS / 2.0, "{decoded_seconds}");
+    assert_eq!(expected_seconds.map(|s| (s * 1000.0).round()), Some(2786.0));
+    assert!(error_text(&bytes[..bytes.len() / 2]).contains("2.79 s its header states"));
+
+    // A header cut off before its end is truncated too, not "not audio".
+    let error = decode(&bytes[..30], Some("wav"), &AudioLimits::default()).unwrap_err();
+    assert!(matches!(error, AudioError::Truncated { .. }), "{error:?}");
+}
+
+fn error_text(bytes: &[u8]) -> String {
+    decode(bytes, Some("wav"), &AudioLimits::default())
+        .unwrap_err()
+        .to_string()
+}
+
+#[test]
+fn truncated_flac_is_reported_as_truncated() {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = ffmpeg(
+        dir.path(),
+        &fixture(STEREO_FIXTURE),
+        &["-c:a", "flac"],
+        "cut.flac",
+    );
+    let error = decode(
+        &bytes[..bytes.len() / 2],
+        Some("flac"),
+        &AudioLimits::default(),
+    )
+    .unwrap_err();
+    assert!(matches!(error, AudioError::Truncated { .. }), "{error:?}");
+}
+
+#[test]
+fn corrupt_data_in_the_middle_is_reported_with_its_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut bytes = ffmpeg(
+        dir.path(),
+        &fixture(STEREO_FIXTURE),
+        &["-c:a", "flac"],
+        "bad.flac",
+    );
+    let middle = bytes.len() / 2;
+    let mut state = 0x9e37_79b9_u32;
+    for byte in &mut bytes[middle..middle + 2000] {
+        *byte = next_random(&mut state) as u8;
+    }
+    let error = decode(&bytes, Some("flac"), &AudioLimits::default()).unwrap_err();
+    let AudioError::Corrupt {
+        position_seconds, ..
+    } = &error
+    else {
+        panic!("expected Corrupt, got {error:?}");
+    };
+    let position = position_seconds.expect("position known");
+    assert!(position > 1.0 && position < 4.0, "position {position}");
+    assert!(
+        error.to_string().starts_with("corrupt audio at "),
+        "{error}"
+    );
+}
+
+#[test]
+fn silence_is_its_own_error() {
+    let silence = wav_bytes(16_000, 2, &vec![0; 32_000]);
+    let error = decode(&silence, Some("wav"), &AudioLimits::default()).unwrap_err();
+    assert!(matches!(error, AudioError::Silent { .. }), "{error:?}");
+    assert!(error.to_string().contains("silent"), "{error}");
+
+    // One least-significant bit of dither (3e-5) is still silence.
+    let dither: Vec<i16> = (0..32_000)
+        .map(|n| if n % 2 == 0 { 1 } else { -1 })
+        .collect();
+    let error = decode(
+        &wav_bytes(44_100, 1, &dither),
+        Some("wav"),
+        &AudioLimits::default(),
+    )
+    .unwrap_err();
+    assert!(matches!(error, AudioError::Silent { .. }), "{error:?}");
+}
+
+#[test]
+fn a_wav_without_samples_has_no_samples() {
+    let error = decode(
+        &wav_bytes(16_000, 1, &[]),
+        Some("wav"),
+        &AudioLimits::default(),
+    )
+    .unwrap_err();
+    assert!(matches!(error, AudioError::NoSamples), "{error:?}");
+}
+
+#[test]
+fn files_over_the_byte_limit_are_rejected_before_decoding() {
+    let bytes = read(&fixture(MONO_FIXTURE));
+    let limits = AudioLimits {
+        max_bytes: 1000,
+        ..AudioLimits::default()
+    };
+    let error = decode(&bytes, Some("wav"), &limits).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            AudioError::TooLarge {
+                limit_bytes: 1000,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    assert!(
+        error.to_string().contains("over the limit of 1000 bytes"),
+        "{error}"
+    );
+    // The size is checked first: even garbage gets TooLarge, not NotAudio.
+    let error = decode(&[7u8; 2000], None, &limits).unwrap_err();
+    assert!(matches!(error, AudioError::TooLarge { .. }), "{error:?}");
+}
+
+#[test]
+fn recordings_over_the_duration_limit_are_rejected() {
+    let limits = AudioLimits {
+        max_duration_seconds: 1.0,
+        ..AudioLimits::default()
+    };
+    // The WAV header states 2.786 s: rejected before decoding.
+    let error = decode(&read(&fixture(MONO_FIXTURE)), Some("wav"), &limits).unwrap_err();
+    let AudioError::TooLong {
+        seconds,
+        limit_seconds,
+    } = error
+    else {
+        panic!("expected TooLong, got {error:?}");
+    };
+    assert!((seconds - MONO_SECONDS).abs() < 0.001, "{seconds}");
+    assert_eq!(limit_seconds, 1.0);
+
+    // An ADTS AAC stream has no header; symphonia estimates its length from the frames, so this
+    // is rejected before decoding too.
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = ffmpeg(
+        dir.path(),
+        &fixture(STEREO_FIXTURE),
+        &["-c:a", "aac"],
+        "stream.aac",
+    );
+    let error = decode(&bytes, Some("aac"), &limits).unwrap_err();
+    assert!(matches!(error, AudioError::TooLong { .. }), "{error:?}");
+    assert!(
+        error.to_string().contains("over the limit of 1 s"),
+        "{error}"
+    );
+    assert!(decode_ok(&bytes, "aac").duration_seconds > 4.9);
+}
+
+fn next_random(state: &mut u32) -> u32 {
+    // xorshift32: deterministic, so a failure reproduces.
+    *state ^= *state << 13;
+    *state ^= *state >> 17;
+    *state ^= *state << 5;
+    *state
+}
+
+#[test]
+fn no_input_makes_decode_panic() {
+    // decode() catches panics as a safety net, so count them through the panic hook to see
+    // whether the net was ever needed on this thread.
+    let panics = Arc::new(AtomicUsize::new(0));
+    let this_thread = std::thread::current().id();
+    let previous_hook = std::panic::take_hook();
+    let counter = Arc::clone(&panics);
+    std::panic::set_hook(Box::new(move |info| {
+        if std::thread::current().id() == this_thread {
+            counter.fetch_add(1, Ordering::SeqCst);
+        }
+        previous_hook(info);
+    }));
+
+    let dir = tempfile::tempdir().unwrap();
+    let source = fixture(MONO_FIXTURE);
+    let mut samples = vec![
+        ("wav", read(&source)),
+        ("wav", read(&fixture(STEREO_FIXTURE))),
+    ];
+    for (extension, args) in [
+        ("flac", &["-c:a", "flac"][..]),
+        ("mp3", &["-c:a", "libmp3lame"][..]),
+        ("ogg", &["-c:a", "libvorbis"][..]),
+        ("m4a", &["-c:a", "aac"][..]),
+        ("aac", &["-c:a", "aac"][..]),
+    ] {
+        samples.push((
+            extension,
+            ffmpeg(dir.path(), &source, args, &format!("fuzz.{extension}")),
+        ));
+    }
+
+    let limits = AudioLimits::default();
+    let mut state = 0x1234_5678_u32;
+    let mut inputs = 0;
+    for (extension, bytes) in &samples {
+        // Every prefix length class: inside the header, just past it, mid-stream.
+        for step in 1..=40 {
+            let cut = bytes.len() * step / 41;
+            let _ = decode(&bytes[..cut], Some(extension), &limits);
+            inputs += 1;
+        }
+        for _ in 0..40 {
+            let mut mutated = bytes.clone();
+            for _ in 0..8 {
+                let index = next_random(&mut state) as usize % mutated.len();
+                mutated[index] = next_random(&mut state) as u8;
+            }
+            let _ = decode(&mutated, Some(extension), &limits);
+            inputs += 1;
+        }
+    }
+    for round in 0..200 {
+        let len = (next_random(&mut state) as usize % 5000) + 1;
+        let mut bytes: Vec<u8> = (0..len).map(|_| next_random(&mut state) as u8).collect();
+        // Give half of them a real magic number so the format readers get past the probe.
+        let magic: &[u8] = match round % 8 {
+            0 => b"RIFF\x00\x10\x00\x00WAVEfmt ",
+            1 => b"fLaC",
+            2 => b"OggS",
+            3 => b"ID3\x03\x00",
+            _ => b"",
+        };
+        bytes.splice(0..magic.len().min(len), magic.iter().copied());
+        let _ = decode(&bytes, None, &limits);
+        inputs += 1;
+    }
+
+    let _ = std::panic::take_hook();
+    assert_eq!(
+        panics.load(Ordering::SeqCst),
+        0,
+        "decoding panicked (caught by the safety net) on some of {inputs} inputs"
+    );
+}

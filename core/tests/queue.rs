@@ -545,3 +545,33 @@ async fn the_service_maintenance_loop_rescues_when_pg_cron_does_not() {
     .validate()
     .is_err());
 }
+
+#[tokio::test]
+async fn skip_ends_the_call_with_its_reason_under_the_lease() {
+    let db = TestDatabase::new(1).await;
+    let client = db.client().await;
+    let org = create_org(&**client, "acme").await;
+    let id = queue::enqueue(&**client, &downloaded_call(org, "c1", Utc::now()))
+        .await
+        .unwrap()
+        .call_id;
+    let claimed = claim(&**client, "w", 1).await.remove(0);
+    queue::skip(
+        &**client,
+        &claimed.lease,
+        "recording deleted at the source (404)",
+    )
+    .await
+    .unwrap();
+    let call = state_of(&**client, id).await;
+    assert_eq!(call.state, CallState::Skipped);
+    assert_eq!(
+        call.last_error.as_deref(),
+        Some("recording deleted at the source (404)")
+    );
+    assert_eq!(call.lease_owner, None);
+    assert!(matches!(
+        queue::skip(&**client, &claimed.lease, "again").await,
+        Err(QueueError::LeaseLost { .. })
+    ));
+}

@@ -1,0 +1,380 @@
+//! Candle's Whisper (`candle_transformers::models::whisper::model::Whisper`) built from a
+//! CTranslate2 model folder read by [`crate::ct2`].
+//!
+//! CTranslate2 stores OpenAI's Whisper with its own names and some tensors fused; Candle's model
+//! asks for Hugging Face names. The map, per layer `N` (`d` = model width):
+//!
+//! | Candle / Hugging Face (`model.encoder.` / `model.decoder.`) | CTranslate2 (`encoder/` / `decoder/`) |
+//! |---|---|
+//! | `conv1.{weight,bias}`, `conv2.…` | `conv1/{weight,bias}`, `conv2/…` (same `[out, in, 3]` layout) |
+//! | `layers.N.self_attn.{q,k,v}_proj.weight` | `layer_N/self_attention/linear_0/weight` rows `0..d`, `d..2d`, `2d..3d` |
+//! | `layers.N.self_attn.{q,v}_proj.bias` | `layer_N/self_attention/linear_0/bias`, same split (the `k` part must be zero: Candle's `k_proj` has no bias) |
+//! | `layers.N.self_attn.out_proj.…` | `layer_N/self_attention/linear_1/…` |
+//! | `layers.N.self_attn_layer_norm.{weight,bias}` | `layer_N/self_attention/layer_norm/{gamma,beta}` |
+//! | `layers.N.encoder_attn.q_proj.…` (decoder) | `layer_N/attention/linear_0/…` |
+//! | `layers.N.encoder_attn.{k,v}_proj.…` (decoder) | `layer_N/attention/linear_1/…` rows `0..d`, `d..2d` (`k` bias zero) |
+//! | `layers.N.encoder_attn.out_proj.…` (decoder) | `layer_N/attention/linear_2/…` |
+//! | `layers.N.encoder_attn_layer_norm.…` (decoder) | `layer_N/attention/layer_norm/{gamma,beta}` |
+//! | `layers.N.fc1.…`, `layers.N.fc2.…` | `layer_N/ffn/linear_0/…`, `layer_N/ffn/linear_1/…` |
+//! | `layers.N.final_layer_norm.…` | `layer_N/ffn/layer_norm/{gamma,beta}` |
+//! | `layer_norm.…` | `layer_norm/{gamma,beta}` |
+//! | `embed_tokens.weight`, `embed_positions.weight` (decoder) | `decoder/embeddings/weight`, `decoder/position_encodings/encodings` |
+//!
+//! Candle computes the encoder's sinusoidal positions itself; the stored
+//! `encoder/position_encodings/encodings` are checked to be those sinusoids. Every other tensor
+//! of the file must be used (scalars and int8/int16 `…_scale` factors aside), so a model with
+//! parts this map does not know fails to load instead of running without them.
+//!
+//! Weights are dequantized to f32 ([`Ct2Model::tensor_f32`]) and cast to the requested dtype.
+//!
+//! Known differences from CTranslate2, both inside candle-transformers' model: it applies the
+//! tanh approximation of GELU where CTranslate2 (like OpenAI's model) uses the exact erf form,
+//! and it adds positions it computes in f32 where CTranslate2 adds the stored (here float16)
+//! ones. On tiny.en's encoder output (values up to ~10.5) they cost 1.6e-2 and 4.7e-3 of
+//! absolute difference; with neither the same weights give 1.5e-5 (`tests/whisper.rs`).
+
+use std::collections::{HashMap, HashSet};
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use candle_transformers::models::whisper::model::Whisper;
+use candle_transformers::models::whisper::Config;
+
+use crate::ct2::{Ct2Error, Ct2Model, Ct2Whisper, WhisperDims};
+use crate::mel::WINDOW_FRAMES;
+
+/// The largest difference allowed between the stored encoder positions and the sinusoids Candle
+/// computes (float16 storage rounds them by up to 2.5e-4; a different encoding differs by ~1).
+const POSITION_TOLERANCE: f32 = 1e-2;
+
+/// Errors building Candle's Whisper from a CTranslate2 model.
+#[derive(Debug, thiserror::Error)]
+pub enum WhisperLoadError {
+    #[error(transparent)]
+    Ct2(#[from] Ct2Error),
+    #[error("{file}: {name} has shape {shape:?}, expected {expected:?}")]
+    Shape {
+        file: String,
+        name: String,
+        shape: Vec<usize>,
+        expected: Vec<usize>,
+    },
+    #[error("{file}: {name} has a non-zero key bias, which Candle's Whisper has no place for")]
+    KeyBias { file: String, name: String },
+    #[error(
+        "{file}: encoder/position_encodings/encodings are not Whisper's sinusoids \
+         (off by {difference} at position {position})"
+    )]
+    Positions {
+        file: String,
+        difference: f32,
+        position: usize,
+    },
+    #[error("{file}: variables this loader does not know: {names}")]
+    Unmapped { file: String, names: String },
+    #[error("building the Candle model: {0}")]
+    Candle(#[from] candle_core::Error),
+}
+
+/// Candle's Whisper configuration for a CTranslate2 model's dimensions and suppressed tokens.
+pub fn candle_config(dims: &WhisperDims, suppress_tokens: &[u32]) -> Config {
+    Config {
+        num_mel_bins: dims.n_mels,
+        max_source_positions: dims.n_audio_ctx,
+        d_model: dims.n_audio_state,
+        encoder_attention_heads: dims.n_audio_head,
+        encoder_layers: dims.n_audio_layer,
+        vocab_size: dims.n_vocab,
+        max_target_positions: dims.n_text_ctx,
+        decoder_attention_heads: dims.n_text_head,
+        decoder_layers: dims.n_text_layer,
+        suppress_tokens: suppress_tokens.to_vec(),
+    }
+}
+
+/// Candle's Whisper with a CTranslate2 model's weights, in `dtype` on `device`.
+pub fn load_ct2(
+    model: &Ct2Whisper,
+    dtype: DType,
+    device: &Device,
+) -> Result<Whisper, WhisperLoadError> {
+    let tensors = candle_tensors(&model.model, &model.dims, device)?;
+    let config = candle_config(&model.dims, &model.config.suppress_ids);
+    let vb = VarBuilder::from_tensors(tensors, dtype, device);
+    Ok(Whisper::load(&vb, config)?)
+}
+
+/// The encoder's input for a batch of 30 s windows (each row-major `[n_mels, 3000]`, as
+/// [`crate::mel::LogMel::window`] returns them): a `[batch, n_mels, 3000]` tensor in `dtype`.
+pub fn encoder_input(
+    windows: &[Vec<f32>],
+    n_mels: usize,
+    dtype: DType,
+    device: &Device,
+) -> candle_core::Result<Tensor> {
+    let mut data = Vec::with_capacity(windows.len() * n_mels * WINDOW_FRAMES);
+    for window in windows {
+        if window.len() != n_mels * WINDOW_FRAMES {
+            candle_core::bail!(
+                "a window has {} values, expected {n_mels} × {WINDOW_FRAMES}",
+                window.len()
+            );
+        }
+        data.extend_from_slice(window);
+    }
+    Tensor::from_vec(data, (windows.len(), n_mels, WINDOW_FRAMES), device)?.to_dtype(dtype)
+}
+
+/// Every tensor Candle's Whisper asks for, under its Hugging Face name, as f32 on `device`.
+pub fn candle_tensors(
+    model: &Ct2Model,
+    dims: &WhisperDims,
+    device: &Device,
+) -> Result<HashMap<String, Tensor>, WhisperLoadError> {
+    let mut map = Mapper {
+        model,
+        device,
+        tensors: HashMap::new(),
+        used: HashSet::new(),
+    };
+    let d = dims.n_audio_state;
+    for (conv, inputs) in [("conv1", dims.n_mels), ("conv2", d)] {
+        map.copy(
+            &format!("encoder/{conv}/weight"),
+            &format!("model.encoder.{conv}.weight"),
+            &[d, inputs, 3],
+        )?;
+        map.copy(
+            &format!("encoder/{conv}/bias"),
+            &format!("model.encoder.{conv}.bias"),
+            &[d],
+        )?;
+    }
+    map.check_positions(dims)?;
+    for n in 0..dims.n_audio_layer {
+        let ct2 = format!("encoder/layer_{n}");
+        let hf = format!("model.encoder.layers.{n}");
+        map.fused_self_attention(&ct2, &hf, d)?;
+        map.ffn(&ct2, &hf, d)?;
+    }
+    map.layer_norm("encoder/layer_norm", "model.encoder.layer_norm", d)?;
+
+    let d = dims.n_text_state;
+    map.copy(
+        "decoder/embeddings/weight",
+        "model.decoder.embed_tokens.weight",
+        &[dims.n_vocab, d],
+    )?;
+    map.copy(
+        "decoder/position_encodings/encodings",
+        "model.decoder.embed_positions.weight",
+        &[dims.n_text_ctx, d],
+    )?;
+    for n in 0..dims.n_text_layer {
+        let ct2 = format!("decoder/layer_{n}");
+        let hf = format!("model.decoder.layers.{n}");
+        map.fused_self_attention(&ct2, &hf, d)?;
+        let (att, enc) = (format!("{ct2}/attention"), format!("{hf}.encoder_attn"));
+        map.linear(&format!("{att}/linear_0"), &format!("{enc}.q_proj"), d, d)?;
+        map.split_linear(
+            &format!("{att}/linear_1"),
+            &[&format!("{enc}.k_proj"), &format!("{enc}.v_proj")],
+            d,
+        )?;
+        map.linear(&format!("{att}/linear_2"), &format!("{enc}.out_proj"), d, d)?;
+        map.layer_norm(
+            &format!("{att}/layer_norm"),
+            &format!("{hf}.encoder_attn_layer_norm"),
+            d,
+        )?;
+        map.ffn(&ct2, &hf, d)?;
+    }
+    map.layer_norm("decoder/layer_norm", "model.decoder.layer_norm", d)?;
+    map.finish()
+}
+
+/// Collects the Candle tensors and remembers which CTranslate2 variables were read.
+struct Mapper<'a> {
+    model: &'a Ct2Model,
+    device: &'a Device,
+    tensors: HashMap<String, Tensor>,
+    used: HashSet<String>,
+}
+
+impl Mapper<'_> {
+    /// Reads `name` as f32, checking its shape.
+    fn read(&mut self, name: &str, expected: &[usize]) -> Result<Vec<f32>, WhisperLoadError> {
+        let (shape, values) = self.model.tensor_f32(name)?;
+        if shape != expected {
+            return Err(WhisperLoadError::Shape {
+                file: self.model.file().to_owned(),
+                name: name.to_owned(),
+                shape,
+                expected: expected.to_vec(),
+            });
+        }
+        self.used.insert(name.to_owned());
+        Ok(values)
+    }
+
+    fn insert(&mut self, hf: &str, values: Vec<f32>, shape: &[usize]) -> candle_core::Result<()> {
+        let tensor = Tensor::from_vec(values, shape, self.device)?;
+        self.tensors.insert(hf.to_owned(), tensor);
+        Ok(())
+    }
+
+    fn copy(&mut self, ct2: &str, hf: &str, shape: &[usize]) -> Result<(), WhisperLoadError> {
+        let values = self.read(ct2, shape)?;
+        Ok(self.insert(hf, values, shape)?)
+    }
+
+    fn linear(
+        &mut self,
+        ct2: &str,
+        hf: &str,
+        outputs: usize,
+        inputs: usize,
+    ) -> Result<(), WhisperLoadError> {
+        self.copy(
+            &format!("{ct2}/weight"),
+            &format!("{hf}.weight"),
+            &[outputs, inputs],
+        )?;
+        self.copy(&format!("{ct2}/bias"), &format!("{hf}.bias"), &[outputs])
+    }
+
+    fn layer_norm(&mut self, ct2: &str, hf: &str, d: usize) -> Result<(), WhisperLoadError> {
+        self.copy(&format!("{ct2}/gamma"), &format!("{hf}.weight"), &[d])?;
+        self.copy(&format!("{ct2}/beta"), &format!("{hf}.bias"), &[d])
+    }
+
+    /// A linear layer of `parts.len() * d` outputs split into `d`-output layers named `parts`;
+    /// a part named `….k_proj` gets no bias (and its slice of the bias must be zero).
+    fn split_linear(
+        &mut self,
+        ct2: &str,
+        parts: &[&str],
+        d: usize,
+    ) -> Result<(), WhisperLoadError> {
+        let n = parts.len();
+        let weight = self.read(&format!("{ct2}/weight"), &[n * d, d])?;
+        let bias_name = format!("{ct2}/bias");
+        let bias = self.read(&bias_name, &[n * d])?;
+        for (i, part) in parts.iter().enumerate() {
+            let rows = i * d..(i + 1) * d;
+            self.insert(
+                &format!("{part}.weight"),
+                weight[rows.start * d..rows.end * d].to_vec(),
+                &[d, d],
+            )?;
+            let part_bias = &bias[rows];
+            if part.ends_with(".k_proj") {
+                if part_bias.iter().any(|&b| b != 0.0) {
+                    return Err(WhisperLoadError::KeyBias {
+                        file: self.model.file().to_owned(),
+                        name: bias_name,
+                    });
+                }
+            } else {
+                self.insert(&format!("{part}.bias"), part_bias.to_vec(), &[d])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A layer's self-attention: fused q/k/v, output projection and its layer norm.
+    fn fused_self_attention(
+        &mut self,
+        ct2: &str,
+        hf: &str,
+        d: usize,
+    ) -> Result<(), WhisperLoadError> {
+        let (att, hf_att) = (format!("{ct2}/self_attention"), format!("{hf}.self_attn"));
+        self.split_linear(
+            &format!("{att}/linear_0"),
+            &[
+                &format!("{hf_att}.q_proj"),
+                &format!("{hf_att}.k_proj"),
+                &format!("{hf_att}.v_proj"),
+            ],
+            d,
+        )?;
+        self.linear(
+            &format!("{att}/linear_1"),
+            &format!("{hf_att}.out_proj"),
+            d,
+            d,
+        )?;
+        self.layer_norm(
+            &format!("{att}/layer_norm"),
+            &format!("{hf}.self_attn_layer_norm"),
+            d,
+        )
+    }
+
+    /// A layer's feed-forward block and its layer norm.
+    fn ffn(&mut self, ct2: &str, hf: &str, d: usize) -> Result<(), WhisperLoadError> {
+        self.linear(
+            &format!("{ct2}/ffn/linear_0"),
+            &format!("{hf}.fc1"),
+            4 * d,
+            d,
+        )?;
+        self.linear(
+            &format!("{ct2}/ffn/linear_1"),
+            &format!("{hf}.fc2"),
+            d,
+            4 * d,
+        )?;
+        self.layer_norm(
+            &format!("{ct2}/ffn/layer_norm"),
+            &format!("{hf}.final_layer_norm"),
+            d,
+        )
+    }
+
+    /// The stored encoder positions must be the sinusoids Candle computes (OpenAI's
+    /// `sinusoids(n_ctx, d)`: `sin` of `t · 10000^(-i / (d/2 - 1))` then `cos`).
+    fn check_positions(&mut self, dims: &WhisperDims) -> Result<(), WhisperLoadError> {
+        let (n_ctx, d) = (dims.n_audio_ctx, dims.n_audio_state);
+        let stored = self.read("encoder/position_encodings/encodings", &[n_ctx, d])?;
+        let half = d / 2;
+        let increment = 10000f64.ln() / (half.max(2) - 1) as f64;
+        for (t, row) in stored.chunks_exact(d).enumerate() {
+            for i in 0..half {
+                let angle = t as f64 * (-(i as f64) * increment).exp();
+                for (value, expected) in [(row[i], angle.sin()), (row[half + i], angle.cos())] {
+                    let difference = (f64::from(value) - expected).abs() as f32;
+                    if difference > POSITION_TOLERANCE {
+                        return Err(WhisperLoadError::Positions {
+                            file: self.model.file().to_owned(),
+                            difference,
+                            position: t,
+                        });
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The tensors, once every tensor variable of the file has been used.
+    fn finish(self) -> Result<HashMap<String, Tensor>, WhisperLoadError> {
+        let unmapped: Vec<&str> = self
+            .model
+            .variables()
+            .iter()
+            .filter(|v| {
+                !v.shape.is_empty() && !v.name.ends_with("_scale") && !self.used.contains(&v.name)
+            })
+            .map(|v| v.name.as_str())
+            .collect();
+        if !unmapped.is_empty() {
+            return Err(WhisperLoadError::Unmapped {
+                file: self.model.file().to_owned(),
+                names: unmapped.join(", "),
+            });
+        }
+        Ok(self.tensors)
+    }
+}

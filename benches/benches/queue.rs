@@ -1,6 +1,8 @@
 //! Claim throughput and latency of the LIFO queue on a real Postgres (`DATABASE_URL`), with
-//! 1, 8 and 64 concurrent claimers. Each claimer claims and completes as fast as it can for a
-//! fixed time over a queue of calls spread across four organizations.
+//! 1, 8 and 64 concurrent claimers, each claiming as fast as it can for a fixed time over a queue
+//! of calls spread across four organizations: once claiming only (the claim statement's own
+//! cost), once completing every claimed call too (a worker's full queue round trip; each
+//! completion is a commit of its own).
 //!
 //! Run with `scripts/bench` (or `cargo bench -p callscript-benches --bench queue` with
 //! `DATABASE_URL` set). `QUEUE_BENCH_SECONDS` sets the time per configuration (default 5).
@@ -21,7 +23,7 @@ struct Measured {
     elapsed: Duration,
 }
 
-async fn measure(claimers: usize, batch_size: i64, run_for: Duration) -> Measured {
+async fn measure(claimers: usize, batch_size: i64, complete: bool, run_for: Duration) -> Measured {
     let db = TestDatabase::new(claimers + 1).await;
     {
         let client = db.client().await;
@@ -58,8 +60,10 @@ async fn measure(claimers: usize, batch_size: i64, run_for: Duration) -> Measure
                     break;
                 }
                 calls += claimed.len();
-                for c in &claimed {
-                    queue::complete(&**client, &c.lease).await.unwrap();
+                if complete {
+                    for c in &claimed {
+                        queue::complete(&**client, &c.lease).await.unwrap();
+                    }
                 }
             }
             (latencies, calls)
@@ -100,26 +104,30 @@ fn main() {
         .unwrap_or(5);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     println!(
-        "queue claim benchmark: {} calls over 4 orgs, {seconds} s per row, claim + complete per call",
+        "queue claim benchmark: {} calls over 4 orgs, {seconds} s per row; latency is the claim statement's",
         4 * CALLS_PER_ORG
     );
     println!(
-        "{:>9} {:>6} {:>12} {:>11} {:>10} {:>10} {:>10}",
-        "claimers", "batch", "claims/s", "calls/s", "p50 ms", "p99 ms", "max ms"
+        "{:>15} {:>9} {:>6} {:>12} {:>11} {:>10} {:>10} {:>10}",
+        "mode", "claimers", "batch", "claims/s", "calls/s", "p50 ms", "p99 ms", "max ms"
     );
-    for (claimers, batch) in [(1, 1), (8, 1), (64, 1), (1, 10), (8, 10), (64, 10)] {
-        let m = runtime.block_on(measure(claimers, batch, Duration::from_secs(seconds)));
-        let secs = m.elapsed.as_secs_f64();
-        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-        println!(
-            "{:>9} {:>6} {:>12.0} {:>11.0} {:>10.2} {:>10.2} {:>10.2}",
-            claimers,
-            batch,
-            m.claims as f64 / secs,
-            m.calls as f64 / secs,
-            ms(percentile(&m.latencies, 0.50)),
-            ms(percentile(&m.latencies, 0.99)),
-            ms(*m.latencies.last().unwrap_or(&Duration::ZERO)),
-        );
+    for complete in [false, true] {
+        for (claimers, batch) in [(1, 1), (8, 1), (64, 1), (1, 10), (8, 10), (64, 10)] {
+            let run_for = Duration::from_secs(seconds);
+            let m = runtime.block_on(measure(claimers, batch, complete, run_for));
+            let secs = m.elapsed.as_secs_f64();
+            let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+            println!(
+                "{:>15} {:>9} {:>6} {:>12.0} {:>11.0} {:>10.2} {:>10.2} {:>10.2}",
+                if complete { "claim+complete" } else { "claim" },
+                claimers,
+                batch,
+                m.claims as f64 / secs,
+                m.calls as f64 / secs,
+                ms(percentile(&m.latencies, 0.50)),
+                ms(percentile(&m.latencies, 0.99)),
+                ms(*m.latencies.last().unwrap_or(&Duration::ZERO)),
+            );
+        }
     }
 }

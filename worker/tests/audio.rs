@@ -10,21 +10,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use callscript_worker::audio::{decode, AudioError, AudioLimits, DecodedAudio, TARGET_SAMPLE_RATE};
+use common::{audio_fixture, read};
+
+mod common;
 
 const MONO_FIXTURE: &str = "goforward.wav";
 const MONO_SECONDS: f64 = 2.786;
 const STEREO_FIXTURE: &str = "faster_whisper_stereo_diarization.wav";
 const STEREO_SECONDS: f64 = 5.0;
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../fixtures/audio")
-        .join(name)
-}
-
-fn read(path: &Path) -> Vec<u8> {
-    std::fs::read(path).unwrap_or_else(|error| panic!("reading {}: {error}", path.display()))
-}
 
 /// Runs ffmpeg on `input` with the output options `args`, writing `output_name` in `dir`.
 fn ffmpeg(dir: &Path, input: &Path, args: &[&str], output_name: &str) -> Vec<u8> {
@@ -48,7 +41,7 @@ fn ffmpeg(dir: &Path, input: &Path, args: &[&str], output_name: &str) -> Vec<u8>
 fn stereo_44k(dir: &Path) -> PathBuf {
     ffmpeg(
         dir,
-        &fixture(STEREO_FIXTURE),
+        &audio_fixture(STEREO_FIXTURE),
         &["-ar", "44100", "-c:a", "pcm_s16le"],
         "stereo_44k.wav",
     );
@@ -156,7 +149,7 @@ fn assert_matches_stereo_original(
     max_lag: usize,
     what: &str,
 ) {
-    let original = decode_ok(&read(&fixture(STEREO_FIXTURE)), "wav");
+    let original = decode_ok(&read(&audio_fixture(STEREO_FIXTURE)), "wav");
     assert_eq!(audio.channels.len(), 2, "{what}: channel count");
     for (index, (decoded, reference)) in audio.channels.iter().zip(&original.channels).enumerate() {
         let same = best_correlation(decoded, reference, max_lag);
@@ -171,7 +164,7 @@ fn assert_matches_stereo_original(
 
 #[test]
 fn sixteen_khz_wav_passes_through_untouched() {
-    let bytes = read(&fixture(MONO_FIXTURE));
+    let bytes = read(&audio_fixture(MONO_FIXTURE));
     let audio = decode_ok(&bytes, "wav");
     assert_eq!(audio.source_sample_rate, 16_000);
     assert_eq!(audio.channels.len(), 1);
@@ -183,7 +176,7 @@ fn sixteen_khz_wav_passes_through_untouched() {
         assert_eq!(audio.channels[0][n], expected, "sample {n}");
     }
 
-    let stereo = decode_ok(&read(&fixture(STEREO_FIXTURE)), "wav");
+    let stereo = decode_ok(&read(&audio_fixture(STEREO_FIXTURE)), "wav");
     assert_eq!(stereo.channels.len(), 2);
     assert_duration(&stereo, STEREO_SECONDS, 0.001, "stereo fixture");
     assert!(correlation(&stereo.channels[0], &stereo.channels[1]) < 0.9);
@@ -215,7 +208,7 @@ fn telephone_8khz_mu_law_is_upsampled_to_16khz() {
     let dir = tempfile::tempdir().unwrap();
     let bytes = ffmpeg(
         dir.path(),
-        &fixture(MONO_FIXTURE),
+        &audio_fixture(MONO_FIXTURE),
         &["-ar", "8000", "-c:a", "pcm_mulaw"],
         "telephone.wav",
     );
@@ -224,7 +217,7 @@ fn telephone_8khz_mu_law_is_upsampled_to_16khz() {
     assert_eq!(audio.channels.len(), 1);
     assert_duration(&audio, MONO_SECONDS, 0.02, "8 kHz μ-law");
     // Telephone band only, but still the same speech, in time with the original.
-    let original = decode_ok(&read(&fixture(MONO_FIXTURE)), "wav");
+    let original = decode_ok(&read(&audio_fixture(MONO_FIXTURE)), "wav");
     let same = correlation(&audio.channels[0], &original.channels[0]);
     assert!(
         same > 0.9,
@@ -344,7 +337,7 @@ fn opus_is_an_unsupported_codec() {
     let dir = tempfile::tempdir().unwrap();
     let bytes = ffmpeg(
         dir.path(),
-        &fixture(MONO_FIXTURE),
+        &audio_fixture(MONO_FIXTURE),
         &["-c:a", "libopus"],
         "call.ogg",
     );
@@ -362,7 +355,7 @@ fn opus_is_an_unsupported_codec() {
 #[test]
 fn truncated_wav_is_reported_as_truncated() {
     // The header still claims 2.786 s of data; only the first half is there.
-    let bytes = read(&fixture(MONO_FIXTURE));
+    let bytes = read(&audio_fixture(MONO_FIXTURE));
     let error = decode(
         &bytes[..bytes.len() / 2],
         Some("wav"),
@@ -396,7 +389,7 @@ fn truncated_flac_is_reported_as_truncated() {
     let dir = tempfile::tempdir().unwrap();
     let bytes = ffmpeg(
         dir.path(),
-        &fixture(STEREO_FIXTURE),
+        &audio_fixture(STEREO_FIXTURE),
         &["-c:a", "flac"],
         "cut.flac",
     );
@@ -414,7 +407,7 @@ fn corrupt_data_in_the_middle_is_reported_with_its_position() {
     let dir = tempfile::tempdir().unwrap();
     let mut bytes = ffmpeg(
         dir.path(),
-        &fixture(STEREO_FIXTURE),
+        &audio_fixture(STEREO_FIXTURE),
         &["-c:a", "flac"],
         "bad.flac",
     );
@@ -471,7 +464,7 @@ fn a_wav_without_samples_has_no_samples() {
 
 #[test]
 fn files_over_the_byte_limit_are_rejected_before_decoding() {
-    let bytes = read(&fixture(MONO_FIXTURE));
+    let bytes = read(&audio_fixture(MONO_FIXTURE));
     let limits = AudioLimits {
         max_bytes: 1000,
         ..AudioLimits::default()
@@ -503,7 +496,7 @@ fn recordings_over_the_duration_limit_are_rejected() {
         ..AudioLimits::default()
     };
     // The WAV header states 2.786 s: rejected before decoding.
-    let error = decode(&read(&fixture(MONO_FIXTURE)), Some("wav"), &limits).unwrap_err();
+    let error = decode(&read(&audio_fixture(MONO_FIXTURE)), Some("wav"), &limits).unwrap_err();
     let AudioError::TooLong {
         seconds,
         limit_seconds,
@@ -519,7 +512,7 @@ fn recordings_over_the_duration_limit_are_rejected() {
     let dir = tempfile::tempdir().unwrap();
     let bytes = ffmpeg(
         dir.path(),
-        &fixture(STEREO_FIXTURE),
+        &audio_fixture(STEREO_FIXTURE),
         &["-c:a", "aac"],
         "stream.aac",
     );
@@ -556,10 +549,10 @@ fn no_input_makes_decode_panic() {
     }));
 
     let dir = tempfile::tempdir().unwrap();
-    let source = fixture(MONO_FIXTURE);
+    let source = audio_fixture(MONO_FIXTURE);
     let mut samples = vec![
         ("wav", read(&source)),
-        ("wav", read(&fixture(STEREO_FIXTURE))),
+        ("wav", read(&audio_fixture(STEREO_FIXTURE))),
     ];
     for (extension, args) in [
         ("flac", &["-c:a", "flac"][..]),

@@ -1,24 +1,16 @@
 //! Reading the bundled CTranslate2 Whisper models (`scripts/fetch-models` puts them in
 //! `models/`).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use callscript_worker::ct2::{Ct2Model, Ct2Whisper, DType, WhisperDims};
+use common::model_dir;
 
-fn models_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../models")
-}
+mod common;
 
-/// The tiny.en folder; the tests fail (not skip) without it.
 fn tiny_en() -> PathBuf {
-    let dir = models_dir().join("whisper-tiny.en");
-    assert!(
-        dir.join("model.bin").is_file(),
-        "{} is missing: run scripts/fetch-models first",
-        dir.display()
-    );
-    dir
+    model_dir("whisper-tiny.en")
 }
 
 #[test]
@@ -139,15 +131,8 @@ fn tiny_en_truncated_copy_names_the_offset() {
 }
 
 #[test]
-fn base_when_present() {
-    let dir = models_dir().join("whisper-base");
-    if !dir.join("model.bin").is_file() {
-        eprintln!(
-            "skipping: {} not fetched (scripts/fetch-models --only base)",
-            dir.display()
-        );
-        return;
-    }
+fn base_is_multilingual_with_its_own_dims() {
+    let dir = model_dir("whisper-base");
     let w = Ct2Whisper::open(&dir).unwrap();
     assert_eq!(w.model.variables().len(), 212);
     assert_eq!(

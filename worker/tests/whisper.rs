@@ -1,15 +1,15 @@
 //! Candle's Whisper built from the bundled CTranslate2 tiny.en, against CTranslate2's own
 //! encoder output (`fixtures/whisper/`, written by `scripts/whisper-references`).
 
-use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use callscript_worker::audio::{decode, AudioLimits};
 use callscript_worker::ct2::Ct2Whisper;
 use callscript_worker::mel::MelExtractor;
 use callscript_worker::whisper::{encoder_input, load_ct2};
 use candle_core::{DType, Device, IndexOp};
-use serde_json::Value;
+use common::{goforward_samples, model_dir, reference};
+
+mod common;
 
 /// The largest absolute difference allowed from CTranslate2's encoder output (float32 on
 /// both sides; the values lie in about [-10.5, 10.5]). Measured: 1.66e-2, all of it from
@@ -19,46 +19,13 @@ use serde_json::Value;
 /// with both, which is what Candle's model does.
 const ENCODER_TOLERANCE: f32 = 0.025;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn read(path: &Path) -> Vec<u8> {
-    std::fs::read(path).unwrap_or_else(|error| panic!("reading {}: {error}", path.display()))
-}
-
-/// A bundled model folder; the tests fail (not skip) without it.
-fn model_dir(name: &str) -> PathBuf {
-    let dir = root().join("models").join(name);
-    assert!(
-        dir.join("model.bin").is_file(),
-        "{} is missing: run scripts/fetch-models first",
-        dir.display()
-    );
-    dir
-}
-
 #[test]
 fn tiny_en_encoder_matches_ctranslate2() {
-    let dir = root().join("fixtures/whisper");
-    let meta: Value =
-        serde_json::from_slice(&read(&dir.join("goforward.tiny-en-encoder.json"))).unwrap();
-    let expected: Vec<f32> = read(&dir.join("goforward.tiny-en-encoder.f32"))
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect();
-    let shape: Vec<usize> = meta["shape"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d.as_u64().unwrap() as usize)
-        .collect();
+    let (_, expected, shape) = reference("goforward.tiny-en-encoder");
     let (positions, width) = (shape[0], shape[1]);
     assert_eq!(expected.len(), positions * width);
 
-    let bytes = read(&root().join("fixtures/audio/goforward.wav"));
-    let audio = decode(&bytes, Some("wav"), &AudioLimits::default()).unwrap();
-    let mel = MelExtractor::new(80).compute(&audio.channels[0]);
+    let mel = MelExtractor::new(80).compute(&goforward_samples());
 
     let start = Instant::now();
     let ct2 = Ct2Whisper::open(&model_dir("whisper-tiny.en")).unwrap();
@@ -103,9 +70,9 @@ fn base_loads_and_encodes_a_batch() {
     assert_eq!(model.config.vocab_size, 51865);
 
     // Two windows of the same audio through the encoder together give the same rows.
-    let bytes = read(&root().join("fixtures/audio/goforward.wav"));
-    let audio = decode(&bytes, Some("wav"), &AudioLimits::default()).unwrap();
-    let window = MelExtractor::new(80).compute(&audio.channels[0]).window(0);
+    let window = MelExtractor::new(80)
+        .compute(&goforward_samples())
+        .window(0);
     let input = encoder_input(&[window.clone(), window], 80, DType::F32, &device).unwrap();
     let encoded = model.encoder.forward(&input, true).unwrap();
     assert_eq!(encoded.dims(), &[2, 1500, 512]);

@@ -43,6 +43,14 @@ async fn state_of(client: &impl GenericClient, id: Uuid) -> queue::Call {
     queue::get_call(client, id).await.unwrap().unwrap()
 }
 
+/// Enqueues a downloaded call that started now; returns its id.
+async fn enqueue_now(client: &impl GenericClient, org: Uuid, external_id: &str) -> Uuid {
+    queue::enqueue(client, &downloaded_call(org, external_id, Utc::now()))
+        .await
+        .unwrap()
+        .call_id
+}
+
 /// Makes retries due now, as if their backoff had passed.
 async fn make_retries_due(client: &impl GenericClient) {
     client
@@ -219,10 +227,7 @@ async fn expired_lease_is_rescued_reclaimed_and_the_stale_worker_is_fenced_out()
     let db = TestDatabase::new(2).await;
     let mut client = db.client().await;
     let org = create_org(&**client, "acme").await;
-    let id = queue::enqueue(&**client, &downloaded_call(org, "c1", Utc::now()))
-        .await
-        .unwrap()
-        .call_id;
+    let id = enqueue_now(&**client, org, "c1").await;
     client
         .execute(
             "UPDATE core.queue_settings SET backoff_base = '1 ms', backoff_max = '1 ms'",
@@ -312,9 +317,7 @@ async fn heartbeats_keep_a_lease_alive() {
     let db = TestDatabase::new(1).await;
     let client = db.client().await;
     let org = create_org(&**client, "acme").await;
-    queue::enqueue(&**client, &downloaded_call(org, "c1", Utc::now()))
-        .await
-        .unwrap();
+    enqueue_now(&**client, org, "c1").await;
     let claimed = queue::claim(&**client, &request("w", 1, Duration::from_millis(300)))
         .await
         .unwrap()
@@ -433,10 +436,7 @@ async fn release_returns_the_call_without_spending_an_attempt() {
     let db = TestDatabase::new(1).await;
     let client = db.client().await;
     let org = create_org(&**client, "acme").await;
-    let id = queue::enqueue(&**client, &downloaded_call(org, "c1", Utc::now()))
-        .await
-        .unwrap()
-        .call_id;
+    let id = enqueue_now(&**client, org, "c1").await;
     let claimed = claim(&**client, "w", 1).await.remove(0);
     queue::release(&**client, &claimed.lease).await.unwrap();
     let call = state_of(&**client, id).await;
@@ -500,9 +500,7 @@ async fn listeners_wake_when_their_lane_gets_work() {
     pending.state = CallState::Pending;
     pending.object_key = None;
     queue::enqueue(&**client, &pending).await.unwrap();
-    queue::enqueue(&**client, &downloaded_call(org, "d", Utc::now()))
-        .await
-        .unwrap();
+    enqueue_now(&**client, org, "d").await;
     let (wakeup, waited) = waiting.await.unwrap();
     assert_eq!(wakeup, Wakeup::Notified);
     assert!(waited < Duration::from_secs(5), "woke after {waited:?}");
@@ -514,10 +512,7 @@ async fn the_service_maintenance_loop_rescues_when_pg_cron_does_not() {
     let client = db.client().await;
     assert!(!maintenance::scheduled_by_pg_cron(&**client).await.unwrap());
     let org = create_org(&**client, "acme").await;
-    let id = queue::enqueue(&**client, &downloaded_call(org, "c1", Utc::now()))
-        .await
-        .unwrap()
-        .call_id;
+    let id = enqueue_now(&**client, org, "c1").await;
     queue::claim(&**client, &request("gone", 1, Duration::from_millis(100)))
         .await
         .unwrap();
@@ -551,10 +546,7 @@ async fn skip_ends_the_call_with_its_reason_under_the_lease() {
     let db = TestDatabase::new(1).await;
     let client = db.client().await;
     let org = create_org(&**client, "acme").await;
-    let id = queue::enqueue(&**client, &downloaded_call(org, "c1", Utc::now()))
-        .await
-        .unwrap()
-        .call_id;
+    let id = enqueue_now(&**client, org, "c1").await;
     let claimed = claim(&**client, "w", 1).await.remove(0);
     queue::skip(
         &**client,

@@ -283,7 +283,7 @@ impl Ct2Model {
     }
 
     /// A variable as `f32` with its shape. Floats are widened; int8 is dequantized with its
-    /// per-row `<name>_scale` (value / scale[row], as CTranslate2's `Dequantize` does), int16
+    /// per-row `<name>_scale` (`value / scale[row]`, as CTranslate2's `Dequantize` does), int16
     /// with its scalar `<name>_scale` when there is one; other integers are cast.
     pub fn tensor_f32(&self, name: &str) -> Result<(Vec<usize>, Vec<f32>), Ct2Error> {
         let (v, data) = self.raw(name)?;

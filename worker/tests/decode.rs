@@ -1,0 +1,226 @@
+//! Greedy decoding with the bundled tiny.en (English-only) and base (multilingual) models.
+
+use std::time::Instant;
+
+use callscript_worker::decode::{DecodeOptions, Decoded, GreedyDecoder};
+use callscript_worker::mel::MelExtractor;
+use callscript_worker::tokenizer::{TokenizerError, WhisperTokenizer};
+use candle_core::{DType, Device};
+use common::{goforward_samples, model_dir};
+
+mod common;
+
+/// Lower case, punctuation dropped, words separated by single spaces.
+fn normalize(text: &str) -> String {
+    text.chars()
+        .filter(|c| !c.is_ascii_punctuation())
+        .collect::<String>()
+        .to_lowercase()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn decoder(model: &str) -> GreedyDecoder {
+    let start = Instant::now();
+    let decoder = GreedyDecoder::open(
+        &model_dir(model),
+        DType::F32,
+        &Device::Cpu,
+        &DecodeOptions::default(),
+    )
+    .unwrap();
+    eprintln!("{model} loaded in {:?}", start.elapsed());
+    decoder
+}
+
+/// One window of `samples`, decoded, each stage timed.
+fn decode(decoder: &mut GreedyDecoder, label: &str, samples: &[f32]) -> Decoded {
+    let start = Instant::now();
+    let window = MelExtractor::new(80).compute(samples).window(0);
+    let mel_time = start.elapsed();
+    let start = Instant::now();
+    let features = decoder.encode(&[window]).unwrap();
+    let encode_time = start.elapsed();
+    let start = Instant::now();
+    let mut results = decoder.decode_features(&features).unwrap();
+    eprintln!(
+        "{label}: mel {mel_time:?}, encode {encode_time:?}, decode {:?}: {results:?}",
+        start.elapsed()
+    );
+    assert_eq!(results.len(), 1);
+    results.remove(0)
+}
+
+/// What faster-whisper 1.2.1 (CTranslate2 4.8.5, float32 on CPU) gives for one window of the
+/// same input with the same model folder: `transcribe(language="en", beam_size=1,
+/// temperature=0, without_timestamps=True, vad_filter=False)` with the no-speech, logprob and
+/// compression thresholds off.
+struct Reference {
+    text: &'static str,
+    tokens: &'static [u32],
+    avg_logprob: f64,
+    no_speech_prob: f64,
+}
+
+const TINY_EN_GOFORWARD: Reference = Reference {
+    text: " Go forward 10 meters.",
+    tokens: &[1514, 2651, 838, 10700, 13],
+    avg_logprob: -0.223_562_717,
+    no_speech_prob: 0.026_481_001,
+};
+const TINY_EN_SILENCE: Reference = Reference {
+    text: " you",
+    tokens: &[345],
+    avg_logprob: -0.864_566_326,
+    no_speech_prob: 0.936_579_704,
+};
+const BASE_GOFORWARD: Reference = Reference {
+    text: " Go forward 10 meters.",
+    tokens: &[1037, 2128, 1266, 8146, 13],
+    avg_logprob: -0.296_043_406,
+    no_speech_prob: 0.037_408_803,
+};
+const BASE_SILENCE: Reference = Reference {
+    text: " you",
+    tokens: &[291],
+    avg_logprob: -0.859_560_966,
+    no_speech_prob: 0.756_165_683,
+};
+
+/// The largest difference allowed from faster-whisper's avg logprob and no-speech probability.
+/// Measured at most: 2.6e-3 for the avg logprob (base on silence; 3.0e-4 on speech) and 6.0e-4
+/// for the no-speech probability, from candle-transformers' tanh GELU and computed encoder
+/// positions (see `tests/whisper.rs`).
+const PROBABILITY_TOLERANCE: f64 = 5e-3;
+
+fn assert_matches(result: &Decoded, expected: &Reference) {
+    assert_eq!(result.text, expected.text);
+    assert_eq!(result.tokens, expected.tokens);
+    assert!(result.finished);
+    assert!(
+        result.avg_logprob.is_finite() && result.avg_logprob < 0.0,
+        "avg logprob {}",
+        result.avg_logprob
+    );
+    assert!(
+        (result.avg_logprob - expected.avg_logprob).abs() <= PROBABILITY_TOLERANCE,
+        "avg logprob {} against {}",
+        result.avg_logprob,
+        expected.avg_logprob
+    );
+    assert!(
+        (result.no_speech_prob - expected.no_speech_prob).abs() <= PROBABILITY_TOLERANCE,
+        "no-speech probability {} against {}",
+        result.no_speech_prob,
+        expected.no_speech_prob
+    );
+}
+
+/// The words of "go forward ten meters" (Whisper writes the number in digits, as faster-whisper
+/// does), clearly speech.
+fn assert_goforward(result: &Decoded, expected: &Reference) {
+    assert_eq!(normalize(&result.text), "go forward 10 meters");
+    assert!(result.no_speech_prob < 0.5, "{}", result.no_speech_prob);
+    assert_matches(result, expected);
+}
+
+/// 10 s of zeros is very likely no speech.
+fn assert_silence(model: &str, result: &Decoded, expected: &Reference) {
+    assert!(
+        result.no_speech_prob > 0.5,
+        "{model}: no-speech probability {} on silence",
+        result.no_speech_prob
+    );
+    assert_matches(result, expected);
+}
+
+fn silence() -> Vec<f32> {
+    vec![0.0; 16_000 * 10]
+}
+
+#[test]
+fn normalize_drops_case_and_punctuation() {
+    assert_eq!(
+        normalize(" Go forward, ten meters."),
+        "go forward ten meters"
+    );
+}
+
+#[test]
+fn tokenizers_find_special_tokens_and_languages() {
+    let english = WhisperTokenizer::open(&model_dir("whisper-tiny.en")).unwrap();
+    let multilingual = WhisperTokenizer::open(&model_dir("whisper-base")).unwrap();
+    // The multilingual vocabulary has one more regular token before the special ones.
+    assert_eq!((english.eot, english.sot), (50256, 50257));
+    assert_eq!((multilingual.eot, multilingual.sot), (50257, 50258));
+    assert_eq!(
+        english.no_speech,
+        english.token_id("<|nocaptions|>").unwrap()
+    );
+    assert_eq!(english.sot_sequence(false, "de").unwrap(), [english.sot]);
+    let en = multilingual.token_id("<|en|>").unwrap();
+    assert_eq!(
+        multilingual.sot_sequence(true, "en").unwrap(),
+        [multilingual.sot, en, multilingual.transcribe]
+    );
+    assert!(matches!(
+        multilingual.sot_sequence(true, "xx"),
+        Err(TokenizerError::UnknownLanguage { .. })
+    ));
+    // Text tokens only: special tokens are left out of the text.
+    let tokens = [multilingual.sot, 1037, 2128, multilingual.eot];
+    assert_eq!(multilingual.decode(&tokens).unwrap(), " Go forward");
+}
+
+#[test]
+fn tiny_en_transcribes_goforward() {
+    let mut decoder = decoder("whisper-tiny.en");
+    // English-only: no language or task token.
+    let t = decoder.tokenizer();
+    assert_eq!(decoder.prompt(), &[t.sot, t.no_timestamps]);
+    let result = decode(&mut decoder, "tiny.en goforward.wav", &goforward_samples());
+    assert_goforward(&result, &TINY_EN_GOFORWARD);
+}
+
+#[test]
+fn base_transcribes_goforward_and_batches() {
+    let mut decoder = decoder("whisper-base");
+    let t = decoder.tokenizer();
+    let en = t.token_id("<|en|>").unwrap();
+    assert_eq!(
+        decoder.prompt(),
+        &[t.sot, en, t.transcribe, t.no_timestamps]
+    );
+
+    let samples = goforward_samples();
+    let alone = decode(&mut decoder, "base goforward.wav", &samples);
+    assert_goforward(&alone, &BASE_GOFORWARD);
+
+    // In a batch with a silent window, the speech window decodes to the same tokens, and the
+    // silent one to its own result alone.
+    let mel = MelExtractor::new(80);
+    let speech = mel.compute(&samples).window(0);
+    let silence = mel.compute(&silence()).window(0);
+    let start = Instant::now();
+    let batch = decoder.decode_windows(&[speech, silence.clone()]).unwrap();
+    eprintln!("base: batch of 2 windows in {:?}", start.elapsed());
+    assert_eq!(batch[0].tokens, alone.tokens);
+    assert_eq!(batch[0].text, alone.text);
+    assert!((batch[0].avg_logprob - alone.avg_logprob).abs() < 1e-4);
+    assert!((batch[0].no_speech_prob - alone.no_speech_prob).abs() < 1e-4);
+    let silent_alone = decoder.decode_windows(&[silence]).unwrap().remove(0);
+    assert_eq!(batch[1].tokens, silent_alone.tokens);
+}
+
+#[test]
+fn silence_is_likely_no_speech() {
+    for (model, expected) in [
+        ("whisper-tiny.en", &TINY_EN_SILENCE),
+        ("whisper-base", &BASE_SILENCE),
+    ] {
+        let mut decoder = decoder(model);
+        let result = decode(&mut decoder, &format!("{model} 10 s of zeros"), &silence());
+        assert_silence(model, &result, expected);
+    }
+}

@@ -611,8 +611,7 @@ pub async fn counts(
     let rows = client
         .query(
             "SELECT o.slug, c.state::text, count(*),
-                    count(*) FILTER (WHERE c.run_after > now() AND c.last_error IS NOT NULL
-                                       AND c.state IN ('pending', 'downloaded', 'transcribed'))
+                    count(*) FILTER (WHERE c.run_after > now() AND c.last_error IS NOT NULL)
              FROM core.calls c JOIN core.organizations o ON o.id = c.org_id
              WHERE $1::uuid IS NULL OR c.org_id = $1
              GROUP BY o.slug, c.state ORDER BY o.slug, c.state",
@@ -621,11 +620,13 @@ pub async fn counts(
         .await?;
     rows.iter()
         .map(|row| {
+            let state: CallState = row.get::<_, &str>(1).parse().map_err(DbError::from)?;
             Ok(StateCount {
                 org_slug: row.get(0),
-                state: row.get::<_, &str>(1).parse().map_err(DbError::from)?,
+                state,
                 calls: row.get(2),
-                retrying: row.get(3),
+                // Only a ready state waits out a backoff; elsewhere the same columns mean history.
+                retrying: if state.is_ready() { row.get(3) } else { 0 },
             })
         })
         .collect()

@@ -54,6 +54,8 @@ enum Command {
     /// Look at and operate the call queue.
     #[command(subcommand)]
     Queue(QueueCommand),
+    /// Transcribe recording files locally (no database): text, JSON, SRT or WebVTT.
+    Transcribe(crate::transcribe::TranscribeArgs),
 }
 
 #[derive(Subcommand)]
@@ -130,6 +132,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Org(command) => org(&settings, command).await,
         Command::Enqueue(args) => enqueue(&settings, args).await,
         Command::Queue(command) => queue_command(&settings, command).await,
+        Command::Transcribe(args) => crate::transcribe::run(args),
     }
 }
 

@@ -2,6 +2,7 @@
 //! Every failure ends as one `error: ...` line on stderr and exit status 1.
 
 mod commands;
+mod transcribe;
 
 use std::process::ExitCode;
 

@@ -4,9 +4,18 @@
 //! channels stay separate: diarization by channel is free and far better than guessing speakers.
 //!
 //! [`decode`] probes the container with symphonia (WAV PCM/μ-law/A-law, MP3, FLAC, OGG/Vorbis,
-//! AAC/M4A), decodes the first audio track packet by packet and resamples each channel to 16 kHz
-//! with rubato's FFT resampler (band-limited, so a 44.1 kHz file does not alias into the speech
-//! band). 16 kHz input is passed through untouched.
+//! AAC/M4A) and decodes the first audio track packet by packet. Ogg/Opus, which LiveKit's
+//! audio-only egress writes and symphonia cannot decode, goes to libopus instead (`opus.rs`),
+//! through an Ogg page reader of its own (`ogg.rs`) so that a damaged page is reported rather
+//! than skipped. Every path feeds the same streaming resampler (`resample.rs`: rubato's FFT
+//! resampler, band-limited, so a 44.1 kHz file does not alias into the speech band); 16 kHz input
+//! is passed through untouched.
+//!
+//! Samples that only the encoder added are dropped, so that output sample 0 is the recording's
+//! first sample and every timestamp derived from it is on time: Opus's pre-skip and end trimming,
+//! and AAC's priming and padding as the MP4 edit list or `iTunSMPB` tag states them (`mp4.rs`;
+//! symphonia's MP4 reader ignores both). symphonia's MP3 and Vorbis decoders apply the trimming
+//! their readers mark.
 //!
 //! Every way a file can be unusable has its own [`AudioError`] variant, because the caller acts
 //! differently on each: an over-limit or silent file is skipped for good, a truncated upload may
@@ -14,28 +23,31 @@
 //! the duration the container states before decoding, and the running duration while decoding.
 //! No input makes [`decode`] panic.
 
+mod mp4;
+mod ogg;
+mod opus;
+mod resample;
+
 use std::io::{Cursor, ErrorKind};
+use std::ops::Range;
 use std::panic::{self, AssertUnwindSafe};
 
-use rubato::audioadapter_buffers::direct::SequentialSliceOfVecs;
-use rubato::{Fft, FixedSync, Indexing, Resampler};
 use symphonia::core::codecs::audio::AudioDecoderOptions;
 use symphonia::core::errors::Error as SymphoniaError;
 use symphonia::core::formats::probe::Hint;
+use symphonia::core::formats::well_known::FORMAT_ID_ISOMP4;
 use symphonia::core::formats::{FormatOptions, TrackType};
 use symphonia::core::io::MediaSourceStream;
 use symphonia::core::meta::MetadataOptions;
 use symphonia::core::units::Timestamp;
+
+use resample::ChannelSink;
 
 /// The sample rate Whisper expects, and the rate of every buffer [`decode`] returns.
 pub const TARGET_SAMPLE_RATE: u32 = 16_000;
 
 /// Below this peak level (−80 dBFS) a recording holds no speech, only dither or line noise.
 pub const SILENCE_PEAK_THRESHOLD: f32 = 1e-4;
-
-/// Frames per resampler call: large enough for an efficient FFT, small enough to keep the
-/// not-yet-resampled backlog (and the resampler's delay) tiny.
-const RESAMPLER_CHUNK_FRAMES: usize = 1024;
 
 /// How much shorter than the container's stated length a stream may decode before it counts as
 /// truncated: encoders' padding and priming make lossy frame counts differ slightly.
@@ -69,7 +81,8 @@ impl Default for AudioLimits {
 /// A decoded recording, resampled to [`TARGET_SAMPLE_RATE`].
 #[derive(Clone, PartialEq)]
 pub struct DecodedAudio {
-    /// The sample rate of the file as recorded, before resampling.
+    /// The sample rate the codec decodes at, before resampling (always 48 kHz for Opus, whatever
+    /// rate its encoder was given).
     pub source_sample_rate: u32,
     /// One buffer per channel, all of the same length, at [`TARGET_SAMPLE_RATE`].
     pub channels: Vec<Vec<f32>>,
@@ -162,9 +175,10 @@ pub fn decode(
             limit_bytes: limits.max_bytes,
         });
     }
-    // symphonia parses untrusted bytes; a bug in one of its readers must cost this one file, not
-    // the worker process. Nothing is shared with the closure, so unwinding cannot leave broken
-    // state behind.
+    // symphonia and the readers here parse untrusted bytes; a bug in one of them must cost this
+    // one file, not the worker process. Nothing is shared with the closure, so unwinding cannot
+    // leave broken state behind. (libopus is C, so this net cannot catch it; it is fuzzed
+    // upstream, and only packets that passed the Ogg checksum reach it.)
     panic::catch_unwind(AssertUnwindSafe(|| decode_unchecked(bytes, hint, limits))).unwrap_or_else(
         |payload| {
             let message = payload
@@ -181,6 +195,18 @@ pub fn decode(
 }
 
 fn decode_unchecked(
+    bytes: &[u8],
+    hint: Option<&str>,
+    limits: &AudioLimits,
+) -> Result<DecodedAudio, AudioError> {
+    // Decided by content, like symphonia's probe: an Ogg file is Opus whatever its name.
+    if let Some(serial) = opus::find_stream(bytes) {
+        return opus::decode(bytes, serial, limits);
+    }
+    decode_with_symphonia(bytes, hint, limits)
+}
+
+fn decode_with_symphonia(
     bytes: &[u8],
     hint: Option<&str>,
     limits: &AudioLimits,
@@ -227,14 +253,22 @@ fn decode_unchecked(
     let stated_frames = track.num_frames;
     let track_time_base = track.time_base;
     let mut expected_next_pts: Option<i64> = None;
-    let stated_seconds = match (stated_frames, codec_params.sample_rate) {
-        (Some(frames), Some(rate)) if rate > 0 => Some(frames as f64 / f64::from(rate)),
-        _ => track
-            .time_base
-            .zip(track.duration)
-            .and_then(|(time_base, duration)| time_base.calc_duration(duration))
-            .map(|time| time.as_nanos() as f64 / 1e9),
+    let media_trim = if format.format_info().format == FORMAT_ID_ISOMP4 {
+        mp4::encoder_trim(bytes, track_id)
+    } else {
+        None
     };
+    // An MP4 track's stated length includes the priming and padding that are trimmed.
+    let stated_seconds = media_trim.and_then(|trim| trim.seconds()).or_else(|| {
+        match (stated_frames, codec_params.sample_rate) {
+            (Some(frames), Some(rate)) if rate > 0 => Some(frames as f64 / f64::from(rate)),
+            _ => track
+                .time_base
+                .zip(track.duration)
+                .and_then(|(time_base, duration)| time_base.calc_duration(duration))
+                .map(|time| time.as_nanos() as f64 / 1e9),
+        }
+    });
     if let Some(seconds) = stated_seconds {
         if seconds > limits.max_duration_seconds {
             return Err(AudioError::TooLong {
@@ -251,6 +285,7 @@ fn decode_unchecked(
         })?;
 
     let mut sink: Option<ChannelSink> = None;
+    let mut window = FrameWindow::default();
     let mut planes: Vec<Vec<f32>> = Vec::new();
     let mut decoded_frames: u64 = 0;
     // Before the first buffer only the container's rate is known; the decoder's is authoritative.
@@ -331,6 +366,10 @@ fn decode_unchecked(
             }
             None => {
                 sample_rate = Some(buffer_rate);
+                if let Some(trim) = media_trim {
+                    let (start, end) = trim.frames_at(buffer_rate);
+                    window = FrameWindow::new(start, end);
+                }
                 let expected_frames = stated_frames.map(|frames| {
                     frames.min((limits.max_duration_seconds * f64::from(buffer_rate)) as u64)
                 });
@@ -341,8 +380,15 @@ fn decode_unchecked(
                 )?)
             }
         };
+        let kept = window.take(buffer.frames());
+        if kept.len() < buffer.frames() {
+            for plane in &mut planes {
+                plane.truncate(kept.end);
+                plane.drain(..kept.start);
+            }
+        }
         sink.push(&planes)?;
-        decoded_frames += buffer.frames() as u64;
+        decoded_frames += kept.len() as u64;
 
         // Also catches files whose header understates (or omits) their length.
         let seconds = seconds_decoded(decoded_frames, sample_rate);
@@ -363,11 +409,19 @@ fn decode_unchecked(
             });
         }
     }
+    finish(sink, decoded_seconds)
+}
+
+/// What every path ends with: the resampler flushed, and a recording with something in it.
+fn finish(sink: Option<ChannelSink>, duration_seconds: f64) -> Result<DecodedAudio, AudioError> {
     let Some(sink) = sink else {
         return Err(AudioError::NoSamples);
     };
     let source_sample_rate = sink.source_rate;
     let channels = sink.finish()?;
+    if channels.first().is_none_or(Vec::is_empty) {
+        return Err(AudioError::NoSamples);
+    }
 
     let peak = channels
         .iter()
@@ -380,7 +434,7 @@ fn decode_unchecked(
     Ok(DecodedAudio {
         source_sample_rate,
         channels,
-        duration_seconds: decoded_seconds,
+        duration_seconds,
     })
 }
 
@@ -393,168 +447,42 @@ fn seconds_decoded(frames: u64, sample_rate: Option<u32>) -> f64 {
     position_seconds(frames, sample_rate).unwrap_or(0.0)
 }
 
-/// Collects decoded planes at 16 kHz, resampling on the fly so the full-rate recording is never
-/// held in memory (a 4 h 48 kHz stereo file would be 5.5 GB of `f32`).
-struct ChannelSink {
-    source_rate: u32,
-    output: Vec<Vec<f32>>,
-    resampler: Option<StreamingResampler>,
+/// The decoded frames that belong to the recording: encoders add frames before its first sample
+/// (priming, pre-skip) and after its last (padding), which the container says how many of.
+#[derive(Debug, Default)]
+struct FrameWindow {
+    /// Decoded frames to drop at the start.
+    start: u64,
+    /// The end of the recording, counted in decoded frames; `None` for "wherever decoding ends".
+    end: Option<u64>,
+    /// Decoded frames seen so far.
+    position: u64,
 }
 
-impl ChannelSink {
-    fn new(
-        source_rate: u32,
-        channels: usize,
-        expected_source_frames: Option<u64>,
-    ) -> Result<Self, AudioError> {
-        let capacity = expected_source_frames.map_or(0, |frames| {
-            (frames as f64 * f64::from(TARGET_SAMPLE_RATE) / f64::from(source_rate.max(1))) as usize
-        });
-        let resampler = if source_rate == TARGET_SAMPLE_RATE {
-            None
-        } else {
-            Some(StreamingResampler::new(source_rate, channels)?)
-        };
-        Ok(Self {
-            source_rate,
-            output: (0..channels)
-                .map(|_| Vec::with_capacity(capacity))
-                .collect(),
-            resampler,
-        })
-    }
-
-    fn channels(&self) -> usize {
-        self.output.len()
-    }
-
-    fn push(&mut self, planes: &[Vec<f32>]) -> Result<(), AudioError> {
-        match &mut self.resampler {
-            Some(resampler) => resampler.push(planes, &mut self.output),
-            None => {
-                for (output, plane) in self.output.iter_mut().zip(planes) {
-                    output.extend_from_slice(plane);
-                }
-                Ok(())
-            }
+impl FrameWindow {
+    fn new(start: u64, end: Option<u64>) -> Self {
+        Self {
+            start,
+            end,
+            position: 0,
         }
     }
 
-    fn finish(mut self) -> Result<Vec<Vec<f32>>, AudioError> {
-        if let Some(resampler) = &mut self.resampler {
-            resampler.finish(&mut self.output)?;
-        }
-        Ok(self.output)
-    }
-}
-
-/// rubato's FFT resampler fed incrementally: input accumulates until a full chunk is there, the
-/// resampler's start-up delay is dropped so output sample 0 lines up with input sample 0, and
-/// the tail is flushed so the output is exactly `ceil(frames × 16000 / rate)` long.
-struct StreamingResampler {
-    source_rate: u32,
-    resampler: Fft<f32>,
-    pending: Vec<Vec<f32>>,
-    chunk_output: Vec<Vec<f32>>,
-    source_frames: u64,
-    delay_frames_left: usize,
-}
-
-impl StreamingResampler {
-    fn new(source_rate: u32, channels: usize) -> Result<Self, AudioError> {
-        let resampler = Fft::<f32>::new(
-            source_rate as usize,
-            TARGET_SAMPLE_RATE as usize,
-            RESAMPLER_CHUNK_FRAMES,
-            channels,
-            FixedSync::Input,
-        )
-        .map_err(|error| AudioError::UnsupportedCodec {
-            reason: format!("cannot resample {channels} channels at {source_rate} Hz: {error}"),
-        })?;
-        let chunk_output_frames = resampler.output_frames_max();
-        Ok(Self {
-            source_rate,
-            delay_frames_left: resampler.output_delay(),
-            resampler,
-            pending: vec![Vec::new(); channels],
-            chunk_output: vec![vec![0.0; chunk_output_frames]; channels],
-            source_frames: 0,
-        })
+    fn start(&self) -> u64 {
+        self.start
     }
 
-    fn push(&mut self, planes: &[Vec<f32>], output: &mut [Vec<f32>]) -> Result<(), AudioError> {
-        for (pending, plane) in self.pending.iter_mut().zip(planes) {
-            pending.extend_from_slice(plane);
-        }
-        self.source_frames += planes.first().map_or(0, Vec::len) as u64;
-
-        let mut consumed = 0;
-        while self.pending_frames() - consumed >= self.resampler.input_frames_next() {
-            let (frames_in, frames_out) =
-                self.process_chunk(Indexing::new().input_offset(consumed))?;
-            consumed += frames_in;
-            self.emit(frames_out, output);
-        }
-        for pending in &mut self.pending {
-            pending.drain(..consumed);
-        }
-        Ok(())
+    fn set_end(&mut self, end: u64) {
+        self.end = Some(end);
     }
 
-    fn finish(&mut self, output: &mut [Vec<f32>]) -> Result<(), AudioError> {
-        let expected_frames = (self.source_frames as f64 * f64::from(TARGET_SAMPLE_RATE)
-            / f64::from(self.source_rate))
-        .ceil() as usize;
-        let remaining = self.pending_frames();
-        if remaining > 0 {
-            let (_, frames_out) = self.process_chunk(Indexing::new().partial_len(remaining))?;
-            self.emit(frames_out, output);
-            for pending in &mut self.pending {
-                pending.clear();
-            }
-        }
-        // The last input frames are still inside the resampler's delay line: pump silence
-        // through until they have come out.
-        while output.first().map_or(0, Vec::len) < expected_frames {
-            let (_, frames_out) = self.process_chunk(Indexing::new().partial_len(0))?;
-            if frames_out == 0 {
-                break;
-            }
-            self.emit(frames_out, output);
-        }
-        for channel in output.iter_mut() {
-            channel.truncate(expected_frames);
-        }
-        Ok(())
-    }
-
-    fn pending_frames(&self) -> usize {
-        self.pending.first().map_or(0, Vec::len)
-    }
-
-    fn process_chunk(&mut self, indexing: Indexing) -> Result<(usize, usize), AudioError> {
-        let channels = self.pending.len();
-        let resample_error = |reason: String| AudioError::Corrupt {
-            position_seconds: None,
-            reason: format!("resampling failed: {reason}"),
-        };
-        let input = SequentialSliceOfVecs::new(&self.pending, channels, self.pending_frames())
-            .map_err(|error| resample_error(error.to_string()))?;
-        let output_frames = self.chunk_output.first().map_or(0, Vec::len);
-        let mut output =
-            SequentialSliceOfVecs::new_mut(&mut self.chunk_output, channels, output_frames)
-                .map_err(|error| resample_error(error.to_string()))?;
-        self.resampler
-            .process_into_buffer(&input, &mut output, Some(&indexing))
-            .map_err(|error| resample_error(error.to_string()))
-    }
-
-    fn emit(&mut self, frames_out: usize, output: &mut [Vec<f32>]) {
-        let skip = self.delay_frames_left.min(frames_out);
-        self.delay_frames_left -= skip;
-        for (output, chunk) in output.iter_mut().zip(&self.chunk_output) {
-            output.extend_from_slice(&chunk[skip..frames_out]);
-        }
+    /// Which of the next `frames` decoded frames to keep, as a range within them.
+    fn take(&mut self, frames: usize) -> Range<usize> {
+        let first = self.position;
+        let last = first.saturating_add(frames as u64);
+        self.position = last;
+        let keep_from = self.start.clamp(first, last);
+        let keep_to = self.end.map_or(last, |end| end.clamp(keep_from, last));
+        (keep_from - first) as usize..(keep_to - first) as usize
     }
 }

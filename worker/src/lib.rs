@@ -3,13 +3,25 @@
 //! - [`audio`]: any supported recording → 16 kHz f32 samples, one buffer per channel.
 //! - [`ct2`]: reading CTranslate2 Whisper model folders (`model.bin`) directly.
 //! - [`mel`]: Whisper's log-mel spectrogram, as faster-whisper computes it.
+//! - [`source`]: `--model` (CTranslate2 or Hugging Face folder, hub id in the cache) loaded.
 //! - [`whisper`]: Candle's Whisper model built from a CTranslate2 folder's weights.
 //! - [`tokenizer`]: Whisper's `tokenizer.json`, token ids to text, special tokens by name.
 //! - [`decode`]: greedy decoding of 30 s windows (no timestamps), batched.
+//! - [`vad`]: speech regions of a channel (noise and silence rejected), merged into ≤ 30 s chunks.
+//! - [`transcript`]: the transcription result per channel; text, JSON, SRT and WebVTT.
+//! - [`wer`]: text normalization and word error rate against references.
 
 pub mod audio;
 pub mod ct2;
 pub mod decode;
+pub mod device;
+pub mod kernels;
 pub mod mel;
+pub mod model;
+pub mod source;
 pub mod tokenizer;
+pub mod transcribe;
+pub mod transcript;
+pub mod vad;
+pub mod wer;
 pub mod whisper;

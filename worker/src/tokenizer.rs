@@ -35,6 +35,8 @@ pub enum TokenizerError {
     UnknownLanguage { language: String },
     #[error("decoding token ids to text: {0}")]
     Decode(String),
+    #[error("encoding text to token ids: {0}")]
+    Encode(String),
 }
 
 /// A Whisper `tokenizer.json` with the ids of its special tokens.
@@ -135,6 +137,26 @@ impl WhisperTokenizer {
             }
         })?;
         Ok(vec![self.sot, language_token, self.transcribe])
+    }
+
+    /// The first timestamp token, `<|0.00|>` (the one after `<|notimestamps|>`); each next id
+    /// is 20 ms later.
+    pub fn timestamp_begin(&self) -> u32 {
+        self.no_timestamps + 1
+    }
+
+    /// The token ids of `text`, without special tokens.
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>, TokenizerError> {
+        let encoding = self
+            .tokenizer
+            .encode(text, false)
+            .map_err(|e| TokenizerError::Encode(e.to_string()))?;
+        Ok(encoding.get_ids().to_vec())
+    }
+
+    /// The string of token `id`, such as `"<|en|>"`.
+    pub fn token(&self, id: u32) -> Option<String> {
+        self.tokenizer.id_to_token(id)
     }
 
     /// The text of `tokens`: ids from `<|endoftext|>` up (special and timestamp tokens) are

@@ -43,10 +43,6 @@ use candle_transformers::models::whisper::Config;
 use crate::ct2::{Ct2Error, Ct2Model, Ct2Whisper, WhisperDims};
 use crate::mel::WINDOW_FRAMES;
 
-/// The largest difference allowed between the stored encoder positions and the sinusoids Candle
-/// computes (float16 storage rounds them by up to 2.5e-4; a different encoding differs by ~1).
-const POSITION_TOLERANCE: f32 = 1e-2;
-
 /// Errors building Candle's Whisper from a CTranslate2 model.
 #[derive(Debug, thiserror::Error)]
 pub enum WhisperLoadError {
@@ -61,15 +57,6 @@ pub enum WhisperLoadError {
     },
     #[error("{file}: {name} has a non-zero key bias, which Candle's Whisper has no place for")]
     KeyBias { file: String, name: String },
-    #[error(
-        "{file}: encoder/position_encodings/encodings are not Whisper's sinusoids \
-         (off by {difference} at position {position})"
-    )]
-    Positions {
-        file: String,
-        difference: f32,
-        position: usize,
-    },
     #[error("{file}: variables this loader does not know: {names}")]
     Unmapped { file: String, names: String },
     #[error("building the Candle model: {0}")]
@@ -150,7 +137,11 @@ pub fn candle_tensors(
             &[d],
         )?;
     }
-    map.check_positions(dims)?;
+    map.copy(
+        "encoder/position_encodings/encodings",
+        "model.encoder.embed_positions.weight",
+        &[dims.n_audio_ctx, d],
+    )?;
     for n in 0..dims.n_audio_layer {
         let ct2 = format!("encoder/layer_{n}");
         let hf = format!("model.encoder.layers.{n}");
@@ -331,31 +322,6 @@ impl Mapper<'_> {
             &format!("{hf}.final_layer_norm"),
             d,
         )
-    }
-
-    /// The stored encoder positions must be the sinusoids Candle computes (OpenAI's
-    /// `sinusoids(n_ctx, d)`: `sin` of `t · 10000^(-i / (d/2 - 1))` then `cos`).
-    fn check_positions(&mut self, dims: &WhisperDims) -> Result<(), WhisperLoadError> {
-        let (n_ctx, d) = (dims.n_audio_ctx, dims.n_audio_state);
-        let stored = self.read("encoder/position_encodings/encodings", &[n_ctx, d])?;
-        let half = d / 2;
-        let increment = 10000f64.ln() / (half.max(2) - 1) as f64;
-        for (t, row) in stored.chunks_exact(d).enumerate() {
-            for i in 0..half {
-                let angle = t as f64 * (-(i as f64) * increment).exp();
-                for (value, expected) in [(row[i], angle.sin()), (row[half + i], angle.cos())] {
-                    let difference = (f64::from(value) - expected).abs() as f32;
-                    if difference > POSITION_TOLERANCE {
-                        return Err(WhisperLoadError::Positions {
-                            file: self.model.file().to_owned(),
-                            difference,
-                            position: t,
-                        });
-                    }
-                }
-            }
-        }
-        Ok(())
     }
 
     /// The tensors, once every tensor variable of the file has been used.

@@ -2,7 +2,9 @@
 //!
 //! The fixtures are 16 kHz WAV; the other formats and rates are made from them with ffmpeg
 //! (Debian package `ffmpeg`) in a temporary directory, so the tests exercise the same encoders
-//! that produce real uploads. Synthetic signals (sines, silence) are written as WAV here.
+//! that produce real uploads. Synthetic signals (sines, silence) are written as WAV here. Where a
+//! test needs a file ffmpeg does not write (an Opus output gain, an iTunes `iTunSMPB` tag, a lost
+//! Ogg page), it edits one that ffmpeg wrote.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -233,10 +235,10 @@ fn lossless_and_lossy_formats_decode() {
     let cases: [(&str, &[&str], f64, f64, usize); 4] = [
         ("flac", &["-c:a", "flac"], 0.02, 0.99, 0),
         ("mp3", &["-c:a", "libmp3lame", "-b:a", "128k"], 0.03, 0.9, 0),
+        // Ogg files that are not Opus stay with symphonia.
         ("ogg", &["-c:a", "libvorbis", "-q:a", "4"], 0.03, 0.9, 0),
-        // symphonia 0.6 ignores MP4 edit lists, so AAC's encoder priming (1024 frames) and
-        // padding stay in: up to 50 ms more than the source.
-        ("m4a", &["-c:a", "aac", "-b:a", "128k"], 0.05, 0.9, 480),
+        // AAC's encoder priming and padding are trimmed as the MP4 edit list says.
+        ("m4a", &["-c:a", "aac", "-b:a", "128k"], 0.001, 0.9, 0),
     ];
     for (extension, args, tolerance, min_correlation, max_lag) in cases {
         let bytes = ffmpeg(dir.path(), &source, args, &format!("stereo.{extension}"));
@@ -329,27 +331,6 @@ fn non_audio_is_rejected_as_not_audio() {
             "{error}"
         );
     }
-}
-
-#[test]
-fn opus_is_an_unsupported_codec() {
-    // LiveKit's OGG/Opus: a container symphonia reads, a codec it does not decode.
-    let dir = tempfile::tempdir().unwrap();
-    let bytes = ffmpeg(
-        dir.path(),
-        &audio_fixture(MONO_FIXTURE),
-        &["-c:a", "libopus"],
-        "call.ogg",
-    );
-    let error = decode(&bytes, Some("ogg"), &AudioLimits::default()).unwrap_err();
-    assert!(
-        matches!(error, AudioError::UnsupportedCodec { .. }),
-        "{error:?}"
-    );
-    assert!(
-        error.to_string().contains("unsupported audio codec"),
-        "{error}"
-    );
 }
 
 #[test]
@@ -560,6 +541,7 @@ fn no_input_makes_decode_panic() {
         ("ogg", &["-c:a", "libvorbis"][..]),
         ("m4a", &["-c:a", "aac"][..]),
         ("aac", &["-c:a", "aac"][..]),
+        ("opus", &["-c:a", "libopus"][..]),
     ] {
         samples.push((
             extension,
@@ -609,4 +591,422 @@ fn no_input_makes_decode_panic() {
         0,
         "decoding panicked (caught by the safety net) on some of {inputs} inputs"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ogg/Opus (libopus) and AAC priming
+// ---------------------------------------------------------------------------------------------
+
+/// `input` decoded by ffmpeg to 16 kHz mono `f32`: the reference for where samples belong.
+fn ffmpeg_decode_16k_mono(input: &Path) -> Vec<f32> {
+    let result = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-i"])
+        .arg(input)
+        .args(["-f", "f32le", "-ac", "1", "-ar", "16000", "-"])
+        .output()
+        .expect("ffmpeg must be installed (Debian package `ffmpeg`)");
+    assert!(
+        result.status.success(),
+        "ffmpeg decoding {} failed: {}",
+        input.display(),
+        String::from_utf8_lossy(&result.stderr)
+    );
+    result
+        .stdout
+        .chunks_exact(4)
+        .map(|bytes| f32::from_le_bytes(bytes.try_into().unwrap()))
+        .collect()
+}
+
+/// The shift of `decoded` against `reference` (positive: `decoded` runs late) that correlates
+/// best, searched over ±`max_lag` samples.
+fn best_lag(decoded: &[f32], reference: &[f32], max_lag: usize) -> isize {
+    let max_lag = max_lag as isize;
+    (-max_lag..=max_lag)
+        .map(|lag| {
+            let value = if lag >= 0 {
+                correlation(&decoded[lag as usize..], reference)
+            } else {
+                correlation(decoded, &reference[lag.unsigned_abs()..])
+            };
+            (lag, value)
+        })
+        .fold((0, f64::MIN), |best, (lag, value)| {
+            if value > best.1 {
+                (lag, value)
+            } else {
+                best
+            }
+        })
+        .0
+}
+
+/// The pages of an Ogg file as (offset, length).
+fn ogg_pages(bytes: &[u8]) -> Vec<(usize, usize)> {
+    let mut pages = Vec::new();
+    let mut offset = 0;
+    while offset + 27 <= bytes.len() {
+        assert_eq!(&bytes[offset..offset + 4], b"OggS", "page at byte {offset}");
+        let segments = usize::from(bytes[offset + 26]);
+        let body: usize = bytes[offset + 27..offset + 27 + segments]
+            .iter()
+            .map(|&len| usize::from(len))
+            .sum();
+        let len = 27 + segments + body;
+        pages.push((offset, len));
+        offset += len;
+    }
+    pages
+}
+
+/// Recomputes the checksum of the Ogg page at `offset` after the test edited it.
+fn refresh_ogg_checksum(bytes: &mut [u8], (offset, len): (usize, usize)) {
+    bytes[offset + 22..offset + 26].fill(0);
+    let crc = bytes[offset..offset + len].iter().fold(0u32, |crc, &byte| {
+        let mut crc = crc ^ (u32::from(byte) << 24);
+        for _ in 0..8 {
+            crc = if crc & 0x8000_0000 != 0 {
+                (crc << 1) ^ 0x04c1_1db7
+            } else {
+                crc << 1
+            };
+        }
+        crc
+    });
+    bytes[offset + 22..offset + 26].copy_from_slice(&crc.to_le_bytes());
+}
+
+fn opus_file(dir: &Path, fixture: &str, extra_args: &[&str], name: &str) -> (PathBuf, Vec<u8>) {
+    let mut args = vec!["-c:a", "libopus"];
+    args.extend_from_slice(extra_args);
+    let bytes = ffmpeg(dir, &audio_fixture(fixture), &args, name);
+    (dir.join(name), bytes)
+}
+
+#[test]
+fn ogg_opus_is_trimmed_to_the_recording_and_lines_up_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let original = decode_ok(&read(&audio_fixture(MONO_FIXTURE)), "wav");
+    // 20 ms packets (libopus's default), and 2.5 ms and 60 ms ones: the pre-skip (312 or 120
+    // samples) and the end trimming fall at different places within packets.
+    for frame_ms in ["20", "2.5", "60"] {
+        let name = format!("mono_{frame_ms}ms.ogg");
+        let (path, bytes) = opus_file(
+            dir.path(),
+            MONO_FIXTURE,
+            &["-frame_duration", frame_ms],
+            &name,
+        );
+        let audio = decode_ok(&bytes, "ogg");
+        assert_eq!(audio.source_sample_rate, 48_000, "{name}");
+        assert_eq!(audio.channels.len(), 1, "{name}");
+        // Exactly the source's 44 580 samples: neither the pre-skip nor the padding is left in.
+        assert_eq!(audio.frames(), original.frames(), "{name}");
+        assert!(
+            (audio.duration_seconds - original.duration_seconds).abs() < 1e-9,
+            "{name}: {} s, source {} s",
+            audio.duration_seconds,
+            original.duration_seconds
+        );
+        let decoded = &audio.channels[0];
+        let lag = best_lag(decoded, &original.channels[0], 400);
+        assert_eq!(lag, 0, "{name}: runs {lag} samples late against the source");
+        let same = correlation(decoded, &original.channels[0]);
+        assert!(same > 0.95, "{name}: correlates {same:.3} with the source");
+        // ffmpeg's own Opus decoder puts every sample at the same place.
+        let reference = ffmpeg_decode_16k_mono(&path);
+        let lag = best_lag(decoded, &reference, 400);
+        assert_eq!(lag, 0, "{name}: runs {lag} samples late against ffmpeg");
+        assert_eq!(
+            decoded.len(),
+            reference.len(),
+            "{name}: length against ffmpeg"
+        );
+    }
+}
+
+#[test]
+fn ogg_opus_stereo_keeps_each_party_on_its_channel() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, bytes) = opus_file(dir.path(), STEREO_FIXTURE, &[], "stereo.ogg");
+    let audio = decode_ok(&bytes, "opus");
+    assert_duration(&audio, STEREO_SECONDS, 1e-9, "stereo Opus");
+    assert_matches_stereo_original(&audio, 0.95, 0, "stereo Opus");
+    let original = decode_ok(&read(&audio_fixture(STEREO_FIXTURE)), "wav");
+    for (index, (decoded, reference)) in audio.channels.iter().zip(&original.channels).enumerate() {
+        let lag = best_lag(decoded, reference, 400);
+        assert_eq!(lag, 0, "channel {index} runs {lag} samples late");
+    }
+}
+
+#[test]
+fn ogg_opus_output_gain_is_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, bytes) = opus_file(dir.path(), MONO_FIXTURE, &[], "gain.ogg");
+    let plain = decode_ok(&bytes, "ogg");
+    // ffmpeg writes a gain of 0; set −6.02 dB (Q7.8: −1541), half the amplitude.
+    let mut quieter = bytes.clone();
+    let head = ogg_pages(&bytes)[0];
+    let gain_at = head.0 + 28 + 16;
+    assert_eq!(&quieter[head.0 + 28..head.0 + 36], b"OpusHead");
+    quieter[gain_at..gain_at + 2].copy_from_slice(&(-1541i16).to_le_bytes());
+    refresh_ogg_checksum(&mut quieter, head);
+    let halved = decode_ok(&quieter, "ogg");
+    let ratio = rms(&halved.channels[0]) / rms(&plain.channels[0]);
+    assert!((ratio - 0.5).abs() < 0.005, "output gain scaled by {ratio}");
+}
+
+#[test]
+fn ogg_opus_with_more_than_two_channels_is_an_unsupported_codec() {
+    // Six channels need channel mapping family 1 (several Opus streams in one): not supported.
+    let dir = tempfile::tempdir().unwrap();
+    let (_, bytes) = opus_file(dir.path(), MONO_FIXTURE, &["-ac", "6"], "surround.ogg");
+    let error = decode(&bytes, Some("ogg"), &AudioLimits::default()).unwrap_err();
+    assert!(
+        matches!(error, AudioError::UnsupportedCodec { .. }),
+        "{error:?}"
+    );
+    let message = error.to_string();
+    assert!(
+        message.contains("channel mapping family 1") && message.contains("6 channels"),
+        "{message}"
+    );
+}
+
+#[test]
+fn truncated_ogg_opus_is_reported_as_truncated() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, bytes) = opus_file(dir.path(), STEREO_FIXTURE, &[], "cut.ogg");
+    let last_page = ogg_pages(&bytes).last().unwrap().0;
+    // Cut inside a page, and cut cleanly before the last page (a recorder that died before it
+    // finished the file): the stream never ends, so both are truncated.
+    for cut in [bytes.len() / 2, last_page] {
+        let error = decode(&bytes[..cut], Some("ogg"), &AudioLimits::default()).unwrap_err();
+        let AudioError::Truncated {
+            decoded_seconds, ..
+        } = error
+        else {
+            panic!("cut at {cut}: expected Truncated, got {error:?}");
+        };
+        assert!(
+            decoded_seconds > 1.0 && decoded_seconds < STEREO_SECONDS,
+            "cut at {cut}: {decoded_seconds} s decoded"
+        );
+    }
+    // Cut inside the identification header's page.
+    let error = decode(&bytes[..40], Some("ogg"), &AudioLimits::default()).unwrap_err();
+    assert!(matches!(error, AudioError::Truncated { .. }), "{error:?}");
+}
+
+fn corrupt_position(error: &AudioError) -> f64 {
+    let AudioError::Corrupt {
+        position_seconds, ..
+    } = error
+    else {
+        panic!("expected Corrupt, got {error:?}");
+    };
+    assert!(
+        error.to_string().starts_with("corrupt audio at "),
+        "{error}"
+    );
+    position_seconds.expect("position known")
+}
+
+#[test]
+fn damaged_or_missing_ogg_opus_pages_are_corrupt_with_their_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, bytes) = opus_file(dir.path(), STEREO_FIXTURE, &[], "bad.ogg");
+    let pages = ogg_pages(&bytes);
+    // Two header pages, then one page per second of audio.
+    let third_second = pages[4];
+
+    // Damaged bytes: the page fails its checksum.
+    let mut damaged = bytes.clone();
+    let mut state = 0x9e37_79b9_u32;
+    for byte in &mut damaged[third_second.0 + 100..third_second.0 + 300] {
+        *byte = next_random(&mut state) as u8;
+    }
+    let error = decode(&damaged, Some("ogg"), &AudioLimits::default()).unwrap_err();
+    let position = corrupt_position(&error);
+    assert!((1.9..=2.1).contains(&position), "position {position}");
+    assert!(error.to_string().contains("checksum"), "{error}");
+
+    // A page left out: its sequence number is missing.
+    let mut holed = bytes.clone();
+    holed.drain(third_second.0..third_second.0 + third_second.1);
+    let error = decode(&holed, Some("ogg"), &AudioLimits::default()).unwrap_err();
+    let position = corrupt_position(&error);
+    assert!((1.9..=2.1).contains(&position), "position {position}");
+    assert!(error.to_string().contains("missing"), "{error}");
+
+    // A packet libopus cannot parse, in a page with a valid checksum: code 3 (several frames)
+    // with a frame count of 0.
+    let mut invalid = bytes.clone();
+    let (offset, len) = third_second;
+    assert_eq!(invalid[offset + 5] & 1, 0, "page continues a packet");
+    let body = offset + 27 + usize::from(invalid[offset + 26]);
+    invalid[body] |= 0b11;
+    invalid[body + 1] = 0;
+    refresh_ogg_checksum(&mut invalid, (offset, len));
+    let error = decode(&invalid, Some("ogg"), &AudioLimits::default()).unwrap_err();
+    let position = corrupt_position(&error);
+    assert!((1.9..=2.1).contains(&position), "position {position}");
+    assert!(error.to_string().contains("Opus packet"), "{error}");
+}
+
+#[test]
+fn ogg_opus_over_the_duration_limit_is_rejected_from_its_last_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, bytes) = opus_file(dir.path(), MONO_FIXTURE, &[], "long.ogg");
+    let limits = AudioLimits {
+        max_duration_seconds: 1.0,
+        ..AudioLimits::default()
+    };
+    let error = decode(&bytes, Some("ogg"), &limits).unwrap_err();
+    let AudioError::TooLong { seconds, .. } = error else {
+        panic!("expected TooLong, got {error:?}");
+    };
+    // The length the last page states (all of it, not the 1 s decoded before giving up).
+    assert!(
+        (seconds - 44_580.0 / 16_000.0).abs() < 1e-9,
+        "{seconds} s stated"
+    );
+}
+
+#[test]
+fn silent_ogg_opus_is_silent() {
+    let dir = tempfile::tempdir().unwrap();
+    let silence = dir.path().join("silence.wav");
+    std::fs::write(&silence, wav_bytes(16_000, 2, &vec![0; 64_000])).unwrap();
+    let bytes = ffmpeg(dir.path(), &silence, &["-c:a", "libopus"], "silence.ogg");
+    let error = decode(&bytes, Some("ogg"), &AudioLimits::default()).unwrap_err();
+    assert!(matches!(error, AudioError::Silent { .. }), "{error:?}");
+}
+
+/// The offset of the top-level `moov` box of an MP4 file.
+fn moov_offset(bytes: &[u8]) -> usize {
+    let mut offset = 0;
+    loop {
+        let size = u32::from_be_bytes(bytes[offset..offset + 4].try_into().unwrap()) as usize;
+        if &bytes[offset + 4..offset + 8] == b"moov" {
+            return offset;
+        }
+        assert!(size >= 8, "box at {offset}");
+        offset += size;
+    }
+}
+
+fn mp4_box(kind: &[u8; 4], contents: &[u8]) -> Vec<u8> {
+    let mut bytes = u32::try_from(contents.len() + 8)
+        .unwrap()
+        .to_be_bytes()
+        .to_vec();
+    bytes.extend_from_slice(kind);
+    bytes.extend_from_slice(contents);
+    bytes
+}
+
+/// `bytes` (an ffmpeg M4A, `moov` last) with the edit list hidden and an iTunes `iTunSMPB` tag
+/// added instead, as Apple's encoders write priming.
+fn with_itunes_smpb_instead_of_edit_list(bytes: &[u8], smpb: &str) -> Vec<u8> {
+    let moov = moov_offset(bytes);
+    let moov_size = u32::from_be_bytes(bytes[moov..moov + 4].try_into().unwrap()) as usize;
+    assert_eq!(moov + moov_size, bytes.len(), "moov is the last box");
+    let mut edited = bytes.to_vec();
+    // Renaming keeps every size and offset valid.
+    for (from, to) in [(b"edts", b"free"), (b"udta", b"skip")] {
+        let at = moov
+            + edited[moov..]
+                .windows(4)
+                .position(|window| window == from)
+                .unwrap_or_else(|| panic!("{}", String::from_utf8_lossy(from)));
+        edited[at..at + 4].copy_from_slice(to);
+    }
+    let mut mean = vec![0; 4];
+    mean.extend_from_slice(b"com.apple.iTunes");
+    let mut name = vec![0; 4];
+    name.extend_from_slice(b"iTunSMPB");
+    let mut data = vec![0, 0, 0, 1, 0, 0, 0, 0];
+    data.extend_from_slice(smpb.as_bytes());
+    let item = [
+        mp4_box(b"mean", &mean),
+        mp4_box(b"name", &name),
+        mp4_box(b"data", &data),
+    ]
+    .concat();
+    let mut meta = vec![0; 4];
+    meta.extend(mp4_box(b"hdlr", &[0; 25]));
+    meta.extend(mp4_box(b"ilst", &mp4_box(b"----", &item)));
+    let udta = mp4_box(b"udta", &mp4_box(b"meta", &meta));
+    edited.extend_from_slice(&udta);
+    let new_size = u32::try_from(moov_size + udta.len()).unwrap();
+    edited[moov..moov + 4].copy_from_slice(&new_size.to_be_bytes());
+    edited
+}
+
+#[test]
+fn m4a_priming_and_padding_are_trimmed_in_line_with_ffmpeg() {
+    let dir = tempfile::tempdir().unwrap();
+    let original = decode_ok(&read(&audio_fixture(MONO_FIXTURE)), "wav");
+    // 16 kHz AAC (no resampling), and 44.1 kHz (resampled by the shared path).
+    for (rate, name) in [("16000", "mono_16k.m4a"), ("44100", "mono_44k.m4a")] {
+        let bytes = ffmpeg(
+            dir.path(),
+            &audio_fixture(MONO_FIXTURE),
+            &["-ar", rate, "-c:a", "aac", "-b:a", "128k"],
+            name,
+        );
+        let audio = decode_ok(&bytes, "m4a");
+        let decoded = &audio.channels[0];
+        // ffmpeg drops the 1024 priming samples its edit list states (but keeps the padding).
+        let reference = ffmpeg_decode_16k_mono(&dir.path().join(name));
+        let lag = best_lag(decoded, &reference, 2_400);
+        assert!(
+            lag.abs() <= 1,
+            "{name}: runs {lag} samples late against ffmpeg"
+        );
+        let lag = best_lag(decoded, &original.channels[0], 2_400);
+        assert!(
+            lag.abs() <= 1,
+            "{name}: runs {lag} samples late against the source"
+        );
+        // The padding is gone too: the source's length, to the sample at 16 kHz.
+        let frames_off = decoded.len().abs_diff(original.frames());
+        assert!(
+            frames_off <= 1,
+            "{name}: {} frames, source {}",
+            decoded.len(),
+            original.frames()
+        );
+        assert_duration(&audio, original.duration_seconds, 0.0001, name);
+    }
+}
+
+#[test]
+fn m4a_priming_from_an_itunes_smpb_tag_is_trimmed() {
+    let dir = tempfile::tempdir().unwrap();
+    let original = decode_ok(&read(&audio_fixture(MONO_FIXTURE)), "wav");
+    let bytes = ffmpeg(
+        dir.path(),
+        &audio_fixture(MONO_FIXTURE),
+        &["-c:a", "aac", "-b:a", "128k"],
+        "itunes.m4a",
+    );
+    // Priming 0x400 (1024), padding, original length 0xAE24 (44 580) samples.
+    let edited = with_itunes_smpb_instead_of_edit_list(
+        &bytes,
+        " 00000000 00000400 000001DC 000000000000AE24 00000000 00000000",
+    );
+    let audio = decode_ok(&edited, "m4a");
+    assert_eq!(audio.frames(), original.frames());
+    let lag = best_lag(&audio.channels[0], &original.channels[0], 2_400);
+    assert_eq!(lag, 0, "runs {lag} samples late against the source");
+
+    // Without either, the priming would stay in: proof that the tag is what was used.
+    let mut neither = edited.clone();
+    let at = neither.windows(8).position(|w| w == b"iTunSMPB").unwrap();
+    neither[at..at + 8].copy_from_slice(b"iTunNORM");
+    let untrimmed = decode_ok(&neither, "m4a");
+    let lag = best_lag(&untrimmed.channels[0], &original.channels[0], 2_400);
+    assert_eq!(lag, 1024, "untrimmed AAC runs {lag} samples late");
 }

@@ -1,0 +1,252 @@
+//! `callscript transcribe FILE...`: local transcription, no database.
+//!
+//! Files are decoded, then transcribed in groups so that chunks of many files share batches
+//! while memory stays bounded. A file that cannot be read or decoded is reported on stderr and
+//! skipped; the rest are still transcribed, and the exit status says that something failed.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use callscript_worker::audio::{self, AudioLimits};
+use callscript_worker::decode::{DecodeOptions, Decoder};
+use callscript_worker::device;
+use callscript_worker::source::ModelSource;
+use callscript_worker::transcribe::{Progress, Recording, TranscribeOptions, Transcriber};
+use callscript_worker::transcript::{render, OutputFormat, Transcript};
+use callscript_worker::vad::VadOptions;
+use clap::Args;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// The model used when neither `--model` nor `CALLSCRIPT_MODEL` names one: the tiny.en folder
+/// `scripts/fetch-models` unpacks.
+pub const DEFAULT_MODEL: &str = "models/whisper-tiny.en";
+
+/// Files decoded and transcribed together: enough to fill batches, few enough that an hour-long
+/// recording per file stays within memory.
+const FILES_PER_GROUP: usize = 32;
+
+#[derive(Args)]
+pub struct TranscribeArgs {
+    /// Recording files (WAV, FLAC, MP3, OGG/Vorbis, OGG/Opus, M4A/AAC).
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// A CTranslate2 or Hugging Face model folder, or a hub id (`openai/whisper-base`) in the
+    /// local Hugging Face cache.
+    #[arg(long, env = "CALLSCRIPT_MODEL", default_value = DEFAULT_MODEL)]
+    model: String,
+    /// cpu, cuda or cuda:N.
+    #[arg(long, env = "CALLSCRIPT_DEVICE", default_value = "cpu")]
+    device: String,
+    /// Output: text, json, srt or vtt.
+    #[arg(long, short, default_value = "text")]
+    format: OutputFormat,
+    /// Write FILE's transcript to DIR/<file name>.<format> instead of standard output.
+    #[arg(long, short)]
+    output_dir: Option<PathBuf>,
+    /// Language code for multilingual models (detected when not given).
+    #[arg(long)]
+    language: Option<String>,
+    /// Beam width (1 decodes greedily).
+    #[arg(long, default_value_t = 1)]
+    beam_size: usize,
+    /// Windows decoded together.
+    #[arg(long, default_value_t = 8)]
+    batch_size: usize,
+    /// Decode every channel whole in 30 s windows, without voice activity detection.
+    #[arg(long)]
+    no_vad: bool,
+    /// Text the model takes as said before (names, spellings).
+    #[arg(long)]
+    initial_prompt: Option<String>,
+    /// Words the model should expect.
+    #[arg(long)]
+    hotwords: Option<String>,
+    /// No segment timestamps (one segment per window).
+    #[arg(long)]
+    without_timestamps: bool,
+    /// Refuse files larger than this many MiB.
+    #[arg(long, default_value_t = 500)]
+    max_mib: u64,
+    /// Refuse recordings longer than this many minutes.
+    #[arg(long, default_value_t = 240.0)]
+    max_minutes: f64,
+    /// CPU threads (default: all cores).
+    #[arg(long, env = "CALLSCRIPT_THREADS")]
+    threads: Option<usize>,
+}
+
+/// Loads the model named by `spec` on `device_spec` and builds a transcriber.
+pub fn open_transcriber(
+    spec: &str,
+    device_spec: &str,
+    decode: DecodeOptions,
+    options: TranscribeOptions,
+) -> Result<Transcriber> {
+    let source = ModelSource::resolve(spec).with_context(|| {
+        if spec == DEFAULT_MODEL {
+            "the default model is missing: run scripts/fetch-models, or pass --model".to_owned()
+        } else {
+            format!("model {spec}")
+        }
+    })?;
+    let (device, dtype) = device::open(device_spec)?;
+    let loaded = source
+        .load(&device)
+        .with_context(|| format!("loading {}", source.description))?;
+    let decoder = Decoder::from_loaded(&loaded, dtype, &device, decode)
+        .with_context(|| format!("building the model from {}", source.description))?;
+    tracing::info!(model = %source.description, device = device_spec, "model loaded");
+    Ok(Transcriber::new(decoder, options)?)
+}
+
+/// Sets the size of the CPU thread pool (once, before any work).
+pub fn set_threads(threads: Option<usize>) -> Result<()> {
+    if let Some(threads) = threads {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads.max(1))
+            .build_global()
+            .context("setting the CPU thread count")?;
+    }
+    Ok(())
+}
+
+pub fn run(args: TranscribeArgs) -> Result<()> {
+    set_threads(args.threads)?;
+    if let Some(dir) = &args.output_dir {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let decode = DecodeOptions {
+        language: args.language.clone(),
+        beam_size: args.beam_size,
+        timestamps: !args.without_timestamps,
+        hotwords: args.hotwords.clone(),
+        ..DecodeOptions::default()
+    };
+    let options = TranscribeOptions {
+        vad: (!args.no_vad).then(VadOptions::default),
+        batch_size: args.batch_size,
+        initial_prompt: args.initial_prompt.clone(),
+        ..TranscribeOptions::default()
+    };
+    let mut transcriber = open_transcriber(&args.model, &args.device, decode, options)?;
+    let limits = AudioLimits {
+        max_bytes: args.max_mib.saturating_mul(1 << 20),
+        max_duration_seconds: args.max_minutes * 60.0,
+    };
+
+    let bar = progress_bar(args.files.len());
+    let started = Instant::now();
+    let (mut failed, mut audio_seconds) = (0usize, 0.0);
+    for group in args.files.chunks(FILES_PER_GROUP) {
+        let mut recordings = Vec::new();
+        for path in group {
+            match read_recording(path, &limits) {
+                Ok(recording) => recordings.push(recording),
+                Err(error) => {
+                    failed += 1;
+                    bar.suspend(|| eprintln!("error: {error:#}"));
+                    bar.inc(1);
+                }
+            }
+        }
+        let group_seconds: f64 = recordings
+            .iter()
+            .map(|r| {
+                r.channels
+                    .first()
+                    .map_or(0.0, |c| c.len() as f64 / 16_000.0)
+            })
+            .sum();
+        let done_before = bar.position();
+        let transcripts = transcriber.transcribe(&recordings, &mut |p: Progress| {
+            bar.set_position(done_before + p.recordings_done as u64);
+        })?;
+        bar.set_position(done_before + recordings.len() as u64);
+        audio_seconds += group_seconds;
+        for transcript in &transcripts {
+            let labelled = args.files.len() > 1;
+            if let Err(error) = write(
+                transcript,
+                args.format,
+                args.output_dir.as_deref(),
+                labelled,
+            ) {
+                failed += 1;
+                bar.suspend(|| eprintln!("error: {error:#}"));
+            }
+        }
+    }
+    bar.finish_and_clear();
+    let elapsed = started.elapsed().as_secs_f64();
+    tracing::info!(
+        files = args.files.len(),
+        failed,
+        audio_seconds,
+        elapsed,
+        "transcribed {:.1}x real time",
+        audio_seconds / elapsed.max(1e-9)
+    );
+    if failed > 0 {
+        bail!("{failed} of {} files failed", args.files.len());
+    }
+    Ok(())
+}
+
+fn progress_bar(files: usize) -> ProgressBar {
+    // Only for several files on a terminal: a single file or a pipe gets no bar.
+    if files < 2 || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(files as u64), ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} files, {elapsed} elapsed, eta {eta}")
+            .expect("a valid template"),
+    );
+    bar
+}
+
+/// A file decoded to 16 kHz channels.
+pub fn read_recording(path: &Path, limits: &AudioLimits) -> Result<Recording> {
+    let bytes = std::fs::read(path).with_context(|| format!("{}: reading", path.display()))?;
+    let extension = path.extension().and_then(|e| e.to_str());
+    let audio = audio::decode(&bytes, extension, limits)
+        .with_context(|| format!("{}: decoding", path.display()))?;
+    Ok(Recording {
+        name: path.display().to_string(),
+        channels: audio.channels,
+    })
+}
+
+/// Writes a transcript to standard output (text of several files: each under a `# file` line)
+/// or into `dir`.
+fn write(
+    transcript: &Transcript,
+    format: OutputFormat,
+    dir: Option<&Path>,
+    labelled: bool,
+) -> Result<()> {
+    let rendered = render(transcript, format);
+    match dir {
+        None => {
+            let mut stdout = std::io::stdout().lock();
+            if labelled && format == OutputFormat::Text {
+                writeln!(stdout, "# {}", transcript.source)?;
+            }
+            stdout.write_all(rendered.as_bytes())?;
+            stdout.flush()?;
+        }
+        Some(dir) => {
+            let name = Path::new(&transcript.source)
+                .file_name()
+                .map_or_else(|| "transcript".into(), |n| n.to_os_string());
+            let mut name = PathBuf::from(name).into_os_string();
+            name.push(format!(".{}", format.extension()));
+            let path = dir.join(name);
+            std::fs::write(&path, rendered)
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+    }
+    Ok(())
+}

@@ -56,6 +56,9 @@ enum Command {
     Queue(QueueCommand),
     /// Transcribe recording files locally (no database): text, JSON, SRT or WebVTT.
     Transcribe(crate::transcribe::TranscribeArgs),
+    /// Measure transcription accuracy and speed (against faster-whisper with --compare).
+    #[command(subcommand)]
+    Bench(crate::bench::BenchCommand),
 }
 
 #[derive(Subcommand)]
@@ -133,6 +136,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Enqueue(args) => enqueue(&settings, args).await,
         Command::Queue(command) => queue_command(&settings, command).await,
         Command::Transcribe(args) => crate::transcribe::run(args),
+        Command::Bench(command) => crate::bench::run(command),
     }
 }
 

@@ -1,6 +1,7 @@
 //! The `callscript` binary: parses arguments and settings, then calls the libraries.
 //! Every failure ends as one `error: ...` line on stderr and exit status 1.
 
+mod bench;
 mod commands;
 mod transcribe;
 

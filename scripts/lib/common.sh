@@ -9,7 +9,8 @@
 #          cs_ensure_apt, cs_ensure_database, cs_stop_database,
 #          cs_ensure_s3, cs_stop_s3, cs_target_dir,
 #          cs_local_database_url, cs_s3_endpoint, cs_print_exports,
-#          cs_database_status, cs_s3_status.
+#          cs_database_status, cs_s3_status,
+#          cs_ensure_fw_venv (CS_FW_VENV, CS_FW_VERSION).
 # Knobs:   DATABASE_URL (use an existing server instead of the local one),
 #          CALLSCRIPT_PG_PORT (54329 + a hash of the checkout path, < 54829),
 #          CALLSCRIPT_S3_PORT (9014),
@@ -633,6 +634,28 @@ cs_s3_status() {
 # ---------------------------------------------------------------------------
 # misc
 # ---------------------------------------------------------------------------
+
+# The Python virtual environment with faster-whisper, the engine callscript is measured against
+# (scripts/whisper-references writes test references with it, scripts/bench asr --compare
+# benchmarks it).  Network (PyPI) is needed only to create it.
+CS_FW_VENV="$CS_LOCAL/fw-venv"
+CS_FW_VERSION=1.2.1
+
+# cs_ensure_fw_venv: create $CS_FW_VENV with faster-whisper==$CS_FW_VERSION unless it already
+# has that version (idempotent).
+cs_ensure_fw_venv() {
+  if "$CS_FW_VENV/bin/python" -c "import faster_whisper, sys; sys.exit(faster_whisper.__version__ != '$CS_FW_VERSION')" 2>/dev/null; then
+    return 0
+  fi
+  cs_log "creating $CS_FW_VENV with faster-whisper==$CS_FW_VERSION"
+  mkdir -p "$CS_LOCAL" || return 1
+  python3 -m venv "$CS_FW_VENV" || return 1
+  if ! "$CS_FW_VENV/bin/pip" install --quiet --disable-pip-version-check \
+    "faster-whisper==$CS_FW_VERSION" >&2; then
+    cs_err "could not install faster-whisper==$CS_FW_VERSION into $CS_FW_VENV (PyPI reachable?)"
+    return 1
+  fi
+}
 
 cs_target_dir() {
   export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${HOME:?HOME is not set}/.cache/callscript-target}"

@@ -299,7 +299,7 @@ impl Decoder {
         options: DecodeOptions,
     ) -> Result<Decoder, DecodeError> {
         let tokenizer = WhisperTokenizer::open(&loaded.tokenizer_dir)?;
-        let model = Whisper::new(loaded.dims.clone(), &loaded.tensors, dtype, device)?;
+        let model = Whisper::new(loaded.dims, &loaded.tensors, dtype, device)?;
         Decoder::new(model, &loaded.config, tokenizer, options)
     }
 
@@ -629,11 +629,11 @@ impl Decoder {
 
         Ok((0..windows)
             .map(|w| {
+                // Sampled rows all count; beam search falls back to its live beams only when
+                // nothing finished within the token budget.
                 let mut candidates = std::mem::take(&mut finished[w]);
-                if sampling {
-                    candidates.extend(beams[w].drain(..));
-                } else if candidates.is_empty() {
-                    candidates.extend(beams[w].drain(..));
+                if sampling || candidates.is_empty() {
+                    candidates.append(&mut beams[w]);
                 }
                 let hypothesis = candidates
                     .into_iter()

@@ -130,7 +130,7 @@ pub fn exp(x: f32) -> f32 {
     let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
         + 1.666_666_5e-1)
         * r
-        + 5.000_000_1e-1;
+        + 5.0e-1;
     let e = p * r * r + r + 1.0;
     e * f32::from_bits(((n as i32 + 127) << 23) as u32)
 }
@@ -243,6 +243,13 @@ struct Attention {
 /// A raw output pointer shared by tasks that write disjoint elements.
 #[derive(Clone, Copy)]
 struct SharedOut(*mut f32);
+
+impl SharedOut {
+    /// The pointer (a method, so closures capture the `Sync` wrapper, not the raw field).
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
 // SAFETY: every task writes its own (batch row, head, query block) elements only.
 unsafe impl Send for SharedOut {}
 unsafe impl Sync for SharedOut {}
@@ -324,7 +331,6 @@ impl CustomOp3 for Attention {
                 let rows = QUERY_BLOCK.min(tq - first);
                 scores.clear();
                 scores.resize(rows * tk, 0.0);
-                let shared = shared;
                 // SAFETY: the gemm calls stay inside the operands (their shapes and strides come
                 // from Candle's layouts) and inside `scores`; this task alone writes rows
                 // `first..first + rows` of head `h` of batch row `b` of `out`.
@@ -357,7 +363,7 @@ impl CustomOp3 for Attention {
                         rows,
                         head_dim,
                         tk,
-                        shared.0.add((b * tq + first) * width + h * head_dim),
+                        shared.get().add((b * tq + first) * width + h * head_dim),
                         1,
                         width as isize,
                         false,

@@ -4,9 +4,13 @@
 //! - [`ct2`]: reading CTranslate2 Whisper model folders (`model.bin`) directly.
 //! - [`mel`]: Whisper's log-mel spectrogram, as faster-whisper computes it.
 //! - [`source`]: `--model` (CTranslate2 or Hugging Face folder, hub id in the cache) loaded.
-//! - [`whisper`]: Candle's Whisper model built from a CTranslate2 folder's weights.
+//! - [`whisper`]: CTranslate2 variable names mapped to Hugging Face's, one naming for all formats.
 //! - [`tokenizer`]: Whisper's `tokenizer.json`, token ids to text, special tokens by name.
-//! - [`decode`]: greedy decoding of 30 s windows (no timestamps), batched.
+//! - [`model`]: Whisper's network (our own: exact GELU, stored positions, cached decoder steps).
+//! - [`kernels`]: vectorised CPU attention, softmax and GELU for the model.
+//! - [`decode`]: windows → tokens: greedy/beam search, timestamps, fallback, batched.
+//! - [`transcribe`]: recordings → transcripts: VAD chunks from many files decoded in batches.
+//! - [`device`]: `--device cpu|cuda[:N]` and the dtype used there.
 //! - [`vad`]: speech regions of a channel (noise and silence rejected), merged into ≤ 30 s chunks.
 //! - [`transcript`]: the transcription result per channel; text, JSON, SRT and WebVTT.
 //! - [`wer`]: text normalization and word error rate against references.

@@ -1,14 +1,14 @@
-//! Candle's Whisper (`candle_transformers::models::whisper::model::Whisper`) built from a
-//! CTranslate2 model folder read by [`crate::ct2`].
+//! A CTranslate2 Whisper's variables under Hugging Face's names, which [`crate::model`] (and
+//! [`crate::source`] for safetensors folders) uses: one naming for every model format.
 //!
-//! CTranslate2 stores OpenAI's Whisper with its own names and some tensors fused; Candle's model
-//! asks for Hugging Face names. The map, per layer `N` (`d` = model width):
+//! CTranslate2 stores OpenAI's Whisper with its own names and some tensors fused. The map, per
+//! layer `N` (`d` = model width):
 //!
-//! | Candle / Hugging Face (`model.encoder.` / `model.decoder.`) | CTranslate2 (`encoder/` / `decoder/`) |
+//! | Hugging Face (`model.encoder.` / `model.decoder.`) | CTranslate2 (`encoder/` / `decoder/`) |
 //! |---|---|
 //! | `conv1.{weight,bias}`, `conv2.…` | `conv1/{weight,bias}`, `conv2/…` (same `[out, in, 3]` layout) |
 //! | `layers.N.self_attn.{q,k,v}_proj.weight` | `layer_N/self_attention/linear_0/weight` rows `0..d`, `d..2d`, `2d..3d` |
-//! | `layers.N.self_attn.{q,v}_proj.bias` | `layer_N/self_attention/linear_0/bias`, same split (the `k` part must be zero: Candle's `k_proj` has no bias) |
+//! | `layers.N.self_attn.{q,v}_proj.bias` | `layer_N/self_attention/linear_0/bias`, same split (the `k` part must be zero: Whisper's `k_proj` has no bias) |
 //! | `layers.N.self_attn.out_proj.…` | `layer_N/self_attention/linear_1/…` |
 //! | `layers.N.self_attn_layer_norm.{weight,bias}` | `layer_N/self_attention/layer_norm/{gamma,beta}` |
 //! | `layers.N.encoder_attn.q_proj.…` (decoder) | `layer_N/attention/linear_0/…` |
@@ -20,30 +20,20 @@
 //! | `layer_norm.…` | `layer_norm/{gamma,beta}` |
 //! | `embed_tokens.weight`, `embed_positions.weight` (decoder) | `decoder/embeddings/weight`, `decoder/position_encodings/encodings` |
 //!
-//! Candle computes the encoder's sinusoidal positions itself; the stored
-//! `encoder/position_encodings/encodings` are checked to be those sinusoids. Every other tensor
-//! of the file must be used (scalars and int8/int16 `…_scale` factors aside), so a model with
-//! parts this map does not know fails to load instead of running without them.
+//! | `embed_positions.weight` (encoder) | `encoder/position_encodings/encodings` (the stored sinusoids, added as stored, as CTranslate2 does) |
 //!
-//! Weights are dequantized to f32 ([`Ct2Model::tensor_f32`]) and cast to the requested dtype.
+//! Every other tensor of the file must be used (scalars and int8/int16 `…_scale` factors aside),
+//! so a model with parts this map does not know fails to load instead of running without them.
 //!
-//! Known differences from CTranslate2, both inside candle-transformers' model: it applies the
-//! tanh approximation of GELU where CTranslate2 (like OpenAI's model) uses the exact erf form,
-//! and it adds positions it computes in f32 where CTranslate2 adds the stored (here float16)
-//! ones. On tiny.en's encoder output (values up to ~10.5) they cost 1.6e-2 and 4.7e-3 of
-//! absolute difference; with neither the same weights give 1.5e-5 (`tests/whisper.rs`).
+//! Weights are dequantized to f32 ([`Ct2Model::tensor_f32`]).
 
 use std::collections::{HashMap, HashSet};
 
-use candle_core::{DType, Device, Tensor};
-use candle_nn::VarBuilder;
-use candle_transformers::models::whisper::model::Whisper;
-use candle_transformers::models::whisper::Config;
+use candle_core::{Device, Tensor};
 
-use crate::ct2::{Ct2Error, Ct2Model, Ct2Whisper, WhisperDims};
-use crate::mel::WINDOW_FRAMES;
+use crate::ct2::{Ct2Error, Ct2Model, WhisperDims};
 
-/// Errors building Candle's Whisper from a CTranslate2 model.
+/// Errors mapping a CTranslate2 model's variables.
 #[derive(Debug, thiserror::Error)]
 pub enum WhisperLoadError {
     #[error(transparent)]
@@ -55,64 +45,15 @@ pub enum WhisperLoadError {
         shape: Vec<usize>,
         expected: Vec<usize>,
     },
-    #[error("{file}: {name} has a non-zero key bias, which Candle's Whisper has no place for")]
+    #[error("{file}: {name} has a non-zero key bias, which Whisper has no place for")]
     KeyBias { file: String, name: String },
     #[error("{file}: variables this loader does not know: {names}")]
     Unmapped { file: String, names: String },
-    #[error("building the Candle model: {0}")]
+    #[error("building tensors: {0}")]
     Candle(#[from] candle_core::Error),
 }
 
-/// Candle's Whisper configuration for a CTranslate2 model's dimensions and suppressed tokens.
-pub fn candle_config(dims: &WhisperDims, suppress_tokens: &[u32]) -> Config {
-    Config {
-        num_mel_bins: dims.n_mels,
-        max_source_positions: dims.n_audio_ctx,
-        d_model: dims.n_audio_state,
-        encoder_attention_heads: dims.n_audio_head,
-        encoder_layers: dims.n_audio_layer,
-        vocab_size: dims.n_vocab,
-        max_target_positions: dims.n_text_ctx,
-        decoder_attention_heads: dims.n_text_head,
-        decoder_layers: dims.n_text_layer,
-        suppress_tokens: suppress_tokens.to_vec(),
-    }
-}
-
-/// Candle's Whisper with a CTranslate2 model's weights, in `dtype` on `device`.
-pub fn load_ct2(
-    model: &Ct2Whisper,
-    dtype: DType,
-    device: &Device,
-) -> Result<Whisper, WhisperLoadError> {
-    let tensors = candle_tensors(&model.model, &model.dims, device)?;
-    let config = candle_config(&model.dims, &model.config.suppress_ids);
-    let vb = VarBuilder::from_tensors(tensors, dtype, device);
-    Ok(Whisper::load(&vb, config)?)
-}
-
-/// The encoder's input for a batch of 30 s windows (each row-major `[n_mels, 3000]`, as
-/// [`crate::mel::LogMel::window`] returns them): a `[batch, n_mels, 3000]` tensor in `dtype`.
-pub fn encoder_input(
-    windows: &[Vec<f32>],
-    n_mels: usize,
-    dtype: DType,
-    device: &Device,
-) -> candle_core::Result<Tensor> {
-    let mut data = Vec::with_capacity(windows.len() * n_mels * WINDOW_FRAMES);
-    for window in windows {
-        if window.len() != n_mels * WINDOW_FRAMES {
-            candle_core::bail!(
-                "a window has {} values, expected {n_mels} × {WINDOW_FRAMES}",
-                window.len()
-            );
-        }
-        data.extend_from_slice(window);
-    }
-    Tensor::from_vec(data, (windows.len(), n_mels, WINDOW_FRAMES), device)?.to_dtype(dtype)
-}
-
-/// Every tensor Candle's Whisper asks for, under its Hugging Face name, as f32 on `device`.
+/// Every tensor of the model under its Hugging Face name, as f32 on `device`.
 pub fn candle_tensors(
     model: &Ct2Model,
     dims: &WhisperDims,

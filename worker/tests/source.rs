@@ -10,8 +10,7 @@ use callscript_worker::source::{
     read_hf_config, required_tensors, HubCache, LoadedModel, ModelFormat, ModelSource, SourceError,
 };
 use candle_core::{DType, Device, Tensor};
-use candle_nn::VarBuilder;
-use candle_transformers::models::whisper::model::Whisper;
+use callscript_worker::model::Whisper;
 use common::model_dir;
 use serde_json::{json, Value};
 
@@ -530,7 +529,7 @@ fn small_error(edit: impl FnOnce(&mut Vec<(String, Tensor)>, &mut Value, &mut Va
 }
 
 #[test]
-fn synthetic_folder_loads_into_candles_whisper() {
+fn synthetic_folder_loads_into_the_model() {
     let tmp = tempfile::tempdir().unwrap();
     // Stored the way `WhisperModel` saves them (no `model.` prefix), with a tied proj_out.
     let dir = write_small(tmp.path(), |tensors, _, _| {
@@ -554,10 +553,8 @@ fn synthetic_folder_loads_into_candles_whisper() {
             "{name}"
         );
     }
-    let config = callscript_worker::whisper::candle_config(&loaded.dims, &[]);
-    let vb = VarBuilder::from_tensors(loaded.tensors, DType::F32, &Device::Cpu);
-    let model = Whisper::load(&vb, config).unwrap();
-    assert_eq!(model.config.d_model, 64);
+    let model = Whisper::new(loaded.dims, &loaded.tensors, DType::F32, &Device::Cpu).unwrap();
+    assert_eq!(model.dims.n_audio_state, 64);
 }
 
 #[test]

@@ -49,7 +49,7 @@ fn tiny_en_encoder_matches_ctranslate2() {
 
     let loaded = load("whisper-tiny.en");
     let model = Whisper::new(
-        loaded.dims.clone(),
+        loaded.dims,
         &loaded.tensors,
         DType::F32,
         &Device::Cpu,
@@ -74,14 +74,14 @@ fn tiny_en_encoder_matches_ctranslate2() {
 fn cpu_kernels_and_generic_ops_agree() {
     let loaded = load("whisper-tiny.en");
     let fast = Whisper::new(
-        loaded.dims.clone(),
+        loaded.dims,
         &loaded.tensors,
         DType::F32,
         &Device::Cpu,
     )
     .unwrap();
     let generic = Whisper::new(
-        loaded.dims.clone(),
+        loaded.dims,
         &loaded.tensors,
         DType::F64,
         &Device::Cpu,
@@ -127,7 +127,7 @@ fn base_encodes_a_batch_row_by_row() {
         (512, 6, 8)
     );
     let model = Whisper::new(
-        loaded.dims.clone(),
+        loaded.dims,
         &loaded.tensors,
         DType::F32,
         &Device::Cpu,

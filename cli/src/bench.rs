@@ -1,0 +1,1091 @@
+//! `callscript bench asr`: accuracy and speed of our engine on an evaluation set, and with
+//! `--compare` of faster-whisper on the same files, model folder, beam and threads, in the same
+//! run.
+//!
+//! The evaluation set is a TSV (`file<TAB>reference`, more columns ignored, paths relative to the
+//! TSV's folder, a header row starting with `file` skipped); an entry whose reference repeats an
+//! earlier one's is left out, as the anchor figures of `../shared/eval/README.md` leave out the
+//! MP3 copy of JFK. Recordings are scored as mono (channels averaged), as faster-whisper reads
+//! them: the set's stereo file holds one speech on both channels, which transcribing each
+//! channel on its own would count twice.
+//!
+//! Our engine is timed two ways, each over wall-clock time that includes reading and decoding
+//! the audio files (faster-whisper's own timing includes its audio decoding): `sequential`, one
+//! `transcribe` call per file as faster-whisper's runner does it, and `batched`, all files in
+//! one call so that windows of many files share batches. Both sides are scored with
+//! [`callscript_worker::wer`], so the word error rates differ only by the texts.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use callscript_worker::audio::AudioLimits;
+use callscript_worker::decode::DecodeOptions;
+use callscript_worker::transcribe::{Recording, TranscribeOptions};
+use callscript_worker::vad::VadOptions;
+use callscript_worker::wer::{normalize, word_errors, WordErrors};
+use clap::{Args, Subcommand};
+use serde::{Deserialize, Serialize};
+
+use crate::transcribe::{open_transcriber, read_recording, set_threads, DEFAULT_MODEL};
+
+/// The evaluation set of the development checkout (`/work/shared/eval`).
+const DEFAULT_TSV: &str = "../shared/eval/asr.tsv";
+
+/// The faster-whisper runner, relative to the repository root.
+const FW_RUNNER: &str = "scripts/lib/faster_whisper_asr.py";
+
+/// faster-whisper's compute types measured with `--compare`; the first is the reference the
+/// ratios are taken against.
+const FW_COMPUTE_TYPES: [&str; 2] = ["float32", "int8"];
+
+/// What CTranslate2 reads to use Intel MKL on a CPU that is not Intel's.
+const CT2_USE_MKL: &str = "CT2_USE_MKL";
+
+const SAMPLE_RATE: f64 = 16_000.0;
+
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// Word error rate and real-time factor on an evaluation set (optionally next to
+    /// faster-whisper's).
+    Asr(AsrArgs),
+}
+
+#[derive(Args)]
+pub struct AsrArgs {
+    /// The evaluation set: FILE<TAB>REFERENCE per line, paths relative to its folder.
+    #[arg(long, default_value = DEFAULT_TSV)]
+    tsv: PathBuf,
+    /// A CTranslate2 model folder (`--compare` gives faster-whisper the same one), a Hugging Face
+    /// folder or a hub id in the local cache.
+    #[arg(long, env = "CALLSCRIPT_MODEL", default_value = DEFAULT_MODEL)]
+    model: String,
+    /// cpu, cuda or cuda:N (faster-whisper always runs on the CPU).
+    #[arg(long, env = "CALLSCRIPT_DEVICE", default_value = "cpu")]
+    device: String,
+    /// Language code for multilingual models (both engines).
+    #[arg(long, default_value = "en")]
+    language: String,
+    /// Beam width, both engines (1 decodes greedily).
+    #[arg(long, default_value_t = 1)]
+    beam_size: usize,
+    /// Windows decoded together by our engine.
+    #[arg(long, default_value_t = 8)]
+    batch_size: usize,
+    /// CPU threads, both engines (default: all cores).
+    #[arg(long, env = "CALLSCRIPT_THREADS")]
+    threads: Option<usize>,
+    /// Decode our side without voice activity detection (faster-whisper's runner never uses it).
+    #[arg(long)]
+    no_vad: bool,
+    /// Also run faster-whisper (float32 and int8) on the same files, after ours.
+    #[arg(long)]
+    compare: bool,
+    /// The Python with faster-whisper installed (`scripts/bench asr --compare` creates it).
+    #[arg(long, default_value = ".local/fw-venv/bin/python")]
+    python: PathBuf,
+    /// An environment variable for the faster-whisper runs (repeatable); overrides the automatic
+    /// CT2_USE_MKL=1 on AMD CPUs.
+    #[arg(long = "fw-env", value_name = "KEY=VALUE", value_parser = parse_env_pair)]
+    fw_env: Vec<(String, String)>,
+    /// Write every figure, per file too, as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Print the files whose normalized texts differ (ours against faster-whisper float32's,
+    /// or against the reference without --compare).
+    #[arg(long, short)]
+    verbose: bool,
+}
+
+pub fn run(command: BenchCommand) -> Result<()> {
+    match command {
+        BenchCommand::Asr(args) => asr(args),
+    }
+}
+
+fn parse_env_pair(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() && !key.contains(char::is_whitespace) => {
+            Ok((key.to_owned(), value.to_owned()))
+        }
+        _ => Err(format!("expected KEY=VALUE, got {text:?}")),
+    }
+}
+
+/// One entry of the evaluation set.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Utterance {
+    /// The file as the TSV names it.
+    pub name: String,
+    /// Its path (relative ones joined to the TSV's folder).
+    pub path: PathBuf,
+    pub reference: String,
+    /// 1-based line number in the TSV.
+    pub line: usize,
+}
+
+/// An entry left out because an earlier one has the same reference.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Skipped {
+    pub name: String,
+    pub line: usize,
+    pub duplicate_of: String,
+    pub duplicate_line: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct EvalSet {
+    pub utterances: Vec<Utterance>,
+    pub skipped: Vec<Skipped>,
+}
+
+/// Parses an evaluation TSV whose relative paths are relative to `base`. Blank lines are
+/// ignored, as is a first row whose first column is `file`; a reference that repeats an earlier
+/// one (once normalized) skips its entry.
+pub fn parse_tsv(text: &str, base: &Path) -> Result<EvalSet> {
+    let mut set = EvalSet::default();
+    let mut seen: HashMap<Vec<String>, usize> = HashMap::new();
+    let mut first = true;
+    for (index, line) in text.lines().enumerate() {
+        let number = index + 1;
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        if line.trim().is_empty() {
+            continue;
+        }
+        let mut columns = line.split('\t');
+        let file = columns.next().unwrap_or_default().trim();
+        let is_header = first && file == "file";
+        first = false;
+        if is_header {
+            continue;
+        }
+        let reference = columns.next().unwrap_or_default().trim();
+        if file.is_empty() || reference.is_empty() {
+            bail!(
+                "line {number}: expected FILE<TAB>REFERENCE, got {:?}",
+                truncate(line, 60)
+            );
+        }
+        let words = normalize(reference);
+        if words.is_empty() {
+            bail!("line {number}: the reference of {file} has no words");
+        }
+        if let Some(&earlier) = seen.get(&words) {
+            let first: &Utterance = &set.utterances[earlier];
+            set.skipped.push(Skipped {
+                name: file.to_owned(),
+                line: number,
+                duplicate_of: first.name.clone(),
+                duplicate_line: first.line,
+            });
+            continue;
+        }
+        seen.insert(words, set.utterances.len());
+        set.utterances.push(Utterance {
+            name: file.to_owned(),
+            path: base.join(file),
+            reference: reference.to_owned(),
+            line: number,
+        });
+    }
+    if set.utterances.is_empty() {
+        bail!("no entries");
+    }
+    Ok(set)
+}
+
+fn truncate(text: &str, chars: usize) -> String {
+    match text.char_indices().nth(chars) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_owned(),
+    }
+}
+
+fn read_eval_set(tsv: &Path) -> Result<EvalSet> {
+    let text = match std::fs::read_to_string(tsv) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
+            "{}: no such file; the evaluation set lives in ../shared/eval (asr.tsv and asr/), \
+             which only the development checkout and CI have; pass --tsv",
+            tsv.display()
+        ),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", tsv.display())),
+    };
+    let base = tsv.parent().unwrap_or(Path::new(""));
+    parse_tsv(&text, base).with_context(|| tsv.display().to_string())
+}
+
+/// The channels averaged into one.
+fn downmix(mut channels: Vec<Vec<f32>>) -> Vec<f32> {
+    if channels.len() <= 1 {
+        return channels.pop().unwrap_or_default();
+    }
+    let scale = 1.0 / channels.len() as f32;
+    let frames = channels.iter().map(Vec::len).min().unwrap_or(0);
+    (0..frames)
+        .map(|i| channels.iter().map(|c| c[i]).sum::<f32>() * scale)
+        .collect()
+}
+
+fn read_mono(path: &Path) -> Result<Recording> {
+    let recording = read_recording(path, &AudioLimits::default())?;
+    Ok(Recording {
+        name: recording.name,
+        channels: vec![downmix(recording.channels)],
+    })
+}
+
+fn audio_seconds(recording: &Recording) -> f64 {
+    recording.channels.first().map_or(0, Vec::len) as f64 / SAMPLE_RATE
+}
+
+/// One file's result in one run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FileResult {
+    pub file: String,
+    pub text: String,
+    /// Wall time of this file alone (runs that time files one by one).
+    pub seconds: Option<f64>,
+    pub audio_seconds: f64,
+    pub substitutions: usize,
+    pub deletions: usize,
+    pub insertions: usize,
+    pub reference_words: usize,
+}
+
+impl FileResult {
+    fn new(
+        utterance: &Utterance,
+        text: String,
+        seconds: Option<f64>,
+        audio_seconds: f64,
+    ) -> FileResult {
+        let errors = word_errors(&utterance.reference, &text);
+        FileResult {
+            file: utterance.name.clone(),
+            text,
+            seconds,
+            audio_seconds,
+            substitutions: errors.substitutions,
+            deletions: errors.deletions,
+            insertions: errors.insertions,
+            reference_words: errors.reference_words,
+        }
+    }
+
+    fn errors(&self) -> WordErrors {
+        WordErrors {
+            substitutions: self.substitutions,
+            deletions: self.deletions,
+            insertions: self.insertions,
+            reference_words: self.reference_words,
+        }
+    }
+}
+
+/// One engine in one mode over the whole set.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EngineRun {
+    /// `callscript 0.1.0`, `faster-whisper 1.2.1 / ctranslate2 4.8.5`.
+    pub engine: String,
+    /// `sequential` or `batched` for ours, the compute type for faster-whisper.
+    pub mode: String,
+    pub beam_size: usize,
+    pub wall_seconds: f64,
+    pub files: Vec<FileResult>,
+}
+
+impl EngineRun {
+    fn is_ours(&self) -> bool {
+        self.engine.starts_with("callscript")
+    }
+
+    pub fn audio_seconds(&self) -> f64 {
+        self.files.iter().map(|f| f.audio_seconds).sum()
+    }
+
+    /// Audio seconds per wall second.
+    pub fn real_time_factor(&self) -> f64 {
+        self.audio_seconds() / self.wall_seconds.max(1e-9)
+    }
+
+    /// Corpus errors: every file's summed.
+    pub fn errors(&self) -> WordErrors {
+        self.files.iter().map(FileResult::errors).sum()
+    }
+}
+
+/// One line of the table.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Row {
+    pub engine: String,
+    pub mode: String,
+    pub beam_size: usize,
+    pub files: usize,
+    pub audio_seconds: f64,
+    pub wall_seconds: f64,
+    pub real_time_factor: f64,
+    pub wer_percent: f64,
+    /// Our real-time factor over faster-whisper float32's.
+    pub rtf_vs_reference: Option<f64>,
+    /// Our WER minus faster-whisper float32's, in percentage points.
+    pub wer_points_vs_reference: Option<f64>,
+}
+
+/// The table's rows; ours get the comparison with `reference` (faster-whisper float32) when
+/// there is one.
+pub fn rows(runs: &[EngineRun], reference: Option<&EngineRun>) -> Vec<Row> {
+    runs.iter()
+        .map(|run| {
+            let rtf = run.real_time_factor();
+            let wer_percent = run.errors().wer() * 100.0;
+            let against = reference.filter(|_| run.is_ours());
+            Row {
+                engine: run.engine.clone(),
+                mode: run.mode.clone(),
+                beam_size: run.beam_size,
+                files: run.files.len(),
+                audio_seconds: run.audio_seconds(),
+                wall_seconds: run.wall_seconds,
+                real_time_factor: rtf,
+                wer_percent,
+                rtf_vs_reference: against.map(|r| rtf / r.real_time_factor()),
+                wer_points_vs_reference: against.map(|r| wer_percent - r.errors().wer() * 100.0),
+            }
+        })
+        .collect()
+}
+
+pub fn render_table(rows: &[Row]) -> String {
+    let engine_width = rows
+        .iter()
+        .map(|r| r.engine.chars().count())
+        .chain(["engine".len()])
+        .max()
+        .unwrap_or(6);
+    let comparing = rows.iter().any(|r| r.rtf_vs_reference.is_some());
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        "{:<engine_width$}  {:<10} {:>4} {:>5} {:>8} {:>7} {:>7} {:>6}",
+        "engine", "mode", "beam", "files", "audio s", "wall s", "RTF", "WER %"
+    );
+    if comparing {
+        let _ = write!(out, "  {:>13} {:>13}", "RTF / fw f32", "WER - fw f32");
+    }
+    out.push('\n');
+    for row in rows {
+        let _ = write!(
+            out,
+            "{:<engine_width$}  {:<10} {:>4} {:>5} {:>8.1} {:>7.2} {:>6.1}x {:>6.1}",
+            row.engine,
+            row.mode,
+            row.beam_size,
+            row.files,
+            row.audio_seconds,
+            row.wall_seconds,
+            row.real_time_factor,
+            row.wer_percent,
+        );
+        if let (Some(ratio), Some(points)) = (row.rtf_vs_reference, row.wer_points_vs_reference) {
+            let _ = write!(out, "  {:>12.2}x {:>+9.1} pts", ratio, points);
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// faster-whisper's runner output (`scripts/lib/faster_whisper_asr.py`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct FwOutput {
+    pub engine: String,
+    pub compute_type: String,
+    pub beam_size: usize,
+    pub threads: usize,
+    pub files: Vec<FwFile>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct FwFile {
+    pub file: String,
+    pub text: String,
+    pub seconds: f64,
+    pub audio_seconds: f64,
+}
+
+/// Parses the runner's JSON and checks that it covers `files`, in order.
+pub fn parse_fw_output(json: &str, files: &[String]) -> Result<FwOutput> {
+    let output: FwOutput =
+        serde_json::from_str(json).context("faster-whisper's output is not the expected JSON")?;
+    if output.files.len() != files.len() {
+        bail!(
+            "faster-whisper returned {} files for {} given",
+            output.files.len(),
+            files.len()
+        );
+    }
+    if let Some((got, want)) = output
+        .files
+        .iter()
+        .zip(files)
+        .find(|(got, want)| got.file != **want)
+    {
+        bail!("faster-whisper returned {} where {want} was expected", got.file);
+    }
+    Ok(output)
+}
+
+fn fw_run(output: FwOutput, utterances: &[Utterance]) -> EngineRun {
+    let wall_seconds = output.files.iter().map(|f| f.seconds).sum();
+    let files = output
+        .files
+        .into_iter()
+        .zip(utterances)
+        .map(|(file, utterance)| {
+            FileResult::new(utterance, file.text, Some(file.seconds), file.audio_seconds)
+        })
+        .collect();
+    EngineRun {
+        engine: output.engine,
+        mode: output.compute_type,
+        beam_size: output.beam_size,
+        wall_seconds,
+        files,
+    }
+}
+
+/// The `vendor_id` of the first processor in `/proc/cpuinfo`'s text.
+pub fn cpu_vendor(cpuinfo: &str) -> Option<&str> {
+    cpuinfo.lines().find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        (key.trim() == "vendor_id").then(|| value.trim())
+    })
+}
+
+/// The environment of the faster-whisper runs and why: CT2_USE_MKL=1 on AMD (CTranslate2 turns
+/// MKL off there and falls back to a much slower path) unless the environment already sets it,
+/// then the `--fw-env` overrides.
+pub fn fw_environment(
+    vendor: Option<&str>,
+    inherited_mkl: Option<&str>,
+    overrides: &[(String, String)],
+) -> (Vec<(String, String)>, String) {
+    let mut env: Vec<(String, String)> = Vec::new();
+    let vendor_text = vendor.unwrap_or("unknown");
+    let mut why = match (vendor, inherited_mkl) {
+        (_, Some(value)) => format!("{CT2_USE_MKL}={value} (inherited)"),
+        (Some("AuthenticAMD"), None) => {
+            env.push((CT2_USE_MKL.to_owned(), "1".to_owned()));
+            format!(
+                "{CT2_USE_MKL}=1 (CPU vendor {vendor_text}: CTranslate2 leaves MKL off on AMD \
+                 unless told)"
+            )
+        }
+        (_, None) => format!("{CT2_USE_MKL} unset (CPU vendor {vendor_text})"),
+    };
+    for (key, value) in overrides {
+        env.retain(|(k, _)| k != key);
+        env.push((key.clone(), value.clone()));
+        let _ = write!(why, "; {key}={value} (--fw-env)");
+    }
+    (env, why)
+}
+
+fn runner_script() -> Result<PathBuf> {
+    let here = PathBuf::from(FW_RUNNER);
+    if here.is_file() {
+        return Ok(here);
+    }
+    let built = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(FW_RUNNER);
+    if built.is_file() {
+        return Ok(built);
+    }
+    bail!("{FW_RUNNER} not found: run this from the repository root")
+}
+
+fn python_missing(python: &Path) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{}: no such Python; run scripts/bench asr --compare, which creates the faster-whisper \
+         environment (.local/fw-venv), or pass --python",
+        python.display()
+    )
+}
+
+struct FwSetup {
+    python: PathBuf,
+    script: PathBuf,
+    env: Vec<(String, String)>,
+    env_description: String,
+}
+
+fn fw_setup(args: &AsrArgs) -> Result<FwSetup> {
+    let is_path = args.python.components().count() > 1;
+    if is_path && !args.python.is_file() {
+        return Err(python_missing(&args.python));
+    }
+    if !Path::new(&args.model).join("model.bin").is_file() {
+        bail!(
+            "--compare needs a CTranslate2 model folder (with model.bin) for faster-whisper; \
+             {} is not one",
+            args.model
+        );
+    }
+    let script = runner_script()?;
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let inherited = std::env::var(CT2_USE_MKL).ok();
+    let (env, env_description) =
+        fw_environment(cpu_vendor(&cpuinfo), inherited.as_deref(), &args.fw_env);
+    Ok(FwSetup {
+        python: args.python.clone(),
+        script,
+        env,
+        env_description,
+    })
+}
+
+fn run_faster_whisper(
+    setup: &FwSetup,
+    args: &AsrArgs,
+    threads: usize,
+    compute_type: &str,
+    utterances: &[Utterance],
+) -> Result<EngineRun> {
+    let files: Vec<String> = utterances
+        .iter()
+        .map(|u| u.path.display().to_string())
+        .collect();
+    let output = Command::new(&setup.python)
+        .arg(&setup.script)
+        .args(["--model", &args.model, "--compute-type", compute_type])
+        .args(["--beam-size", &args.beam_size.to_string()])
+        .args(["--threads", &threads.to_string()])
+        .args(["--language", &args.language, "--files"])
+        .args(&files)
+        .envs(setup.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                python_missing(&setup.python)
+            } else {
+                anyhow::Error::new(e).context(format!("starting {}", setup.python.display()))
+            }
+        })?;
+    if !output.status.success() {
+        bail!("faster-whisper ({compute_type}) failed: {}", output.status);
+    }
+    let json = String::from_utf8_lossy(&output.stdout);
+    let parsed = parse_fw_output(&json, &files)?;
+    Ok(fw_run(parsed, utterances))
+}
+
+/// Every figure of a run, for `--json`.
+#[derive(Serialize)]
+struct Report<'a> {
+    tsv: String,
+    model: &'a str,
+    device: &'a str,
+    language: &'a str,
+    beam_size: usize,
+    batch_size: usize,
+    threads: usize,
+    vad: bool,
+    cpu_vendor: Option<String>,
+    faster_whisper_environment: Option<&'a str>,
+    skipped: &'a [Skipped],
+    rows: &'a [Row],
+    runs: &'a [EngineRun],
+}
+
+fn asr(args: AsrArgs) -> Result<()> {
+    if args.beam_size == 0 {
+        bail!("--beam-size must be at least 1");
+    }
+    let threads = match args.threads {
+        Some(threads) => threads.max(1),
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    let set = read_eval_set(&args.tsv)?;
+    for skipped in &set.skipped {
+        eprintln!(
+            "skipped {} (line {}): same reference as {} (line {})",
+            skipped.name, skipped.line, skipped.duplicate_of, skipped.duplicate_line
+        );
+    }
+    let fw = if args.compare {
+        Some(fw_setup(&args)?)
+    } else {
+        None
+    };
+    let utterances = &set.utterances;
+    set_threads(Some(threads))?;
+
+    let decode = DecodeOptions {
+        language: Some(args.language.clone()),
+        beam_size: args.beam_size,
+        ..DecodeOptions::default()
+    };
+    let options = TranscribeOptions {
+        vad: (!args.no_vad).then(VadOptions::default),
+        batch_size: args.batch_size,
+        ..TranscribeOptions::default()
+    };
+    let mut transcriber = open_transcriber(&args.model, &args.device, decode, options)?;
+    let engine = format!("callscript {}", env!("CARGO_PKG_VERSION"));
+
+    eprintln!("warming up on {}", utterances[0].name);
+    let warm_up = read_mono(&utterances[0].path)?;
+    transcriber.transcribe(std::slice::from_ref(&warm_up), &mut |_| {})?;
+
+    eprintln!("callscript, sequential: {} files", utterances.len());
+    let started = Instant::now();
+    let mut files = Vec::with_capacity(utterances.len());
+    for utterance in utterances {
+        let file_started = Instant::now();
+        let recording = read_mono(&utterance.path)?;
+        let transcript = transcriber.transcribe(std::slice::from_ref(&recording), &mut |_| {})?;
+        let seconds = file_started.elapsed().as_secs_f64();
+        let text = transcript.first().map(|t| t.text()).unwrap_or_default();
+        files.push(FileResult::new(
+            utterance,
+            text,
+            Some(seconds),
+            audio_seconds(&recording),
+        ));
+    }
+    let sequential = EngineRun {
+        engine: engine.clone(),
+        mode: "sequential".to_owned(),
+        beam_size: args.beam_size,
+        wall_seconds: started.elapsed().as_secs_f64(),
+        files,
+    };
+
+    eprintln!("callscript, batched: {} files in one call", utterances.len());
+    let started = Instant::now();
+    let recordings = utterances
+        .iter()
+        .map(|u| read_mono(&u.path))
+        .collect::<Result<Vec<_>>>()?;
+    let transcripts = transcriber.transcribe(&recordings, &mut |_| {})?;
+    let wall_seconds = started.elapsed().as_secs_f64();
+    let batched = EngineRun {
+        engine,
+        mode: "batched".to_owned(),
+        beam_size: args.beam_size,
+        wall_seconds,
+        files: utterances
+            .iter()
+            .zip(&recordings)
+            .zip(&transcripts)
+            .map(|((u, r), t)| FileResult::new(u, t.text(), None, audio_seconds(r)))
+            .collect(),
+    };
+    drop((recordings, transcripts, transcriber));
+
+    let mut runs = vec![sequential, batched];
+    if let Some(setup) = &fw {
+        eprintln!("faster-whisper environment: {}", setup.env_description);
+        for compute_type in FW_COMPUTE_TYPES {
+            eprintln!("faster-whisper, {compute_type}: {} files", utterances.len());
+            runs.push(run_faster_whisper(
+                setup,
+                &args,
+                threads,
+                compute_type,
+                utterances,
+            )?);
+        }
+    }
+    let reference = runs
+        .iter()
+        .find(|r| !r.is_ours() && r.mode == FW_COMPUTE_TYPES[0]);
+    let table = rows(&runs, reference);
+
+    let differing = differing_files(&runs[0], &runs[1]);
+    if !differing.is_empty() {
+        eprintln!(
+            "note: batched and sequential texts differ for {} of {} files{}",
+            differing.len(),
+            utterances.len(),
+            if args.verbose { ":" } else { " (--verbose shows them)" }
+        );
+        if args.verbose {
+            for i in &differing {
+                eprintln!("  {}", utterances[*i].name);
+                eprintln!("    sequential: {}", normalized(&runs[0].files[*i].text));
+                eprintln!("    batched:    {}", normalized(&runs[1].files[*i].text));
+            }
+        }
+    }
+    if args.verbose {
+        print_differences(utterances, &runs[0], reference);
+    }
+
+    let vad = if args.no_vad { "off" } else { "on" };
+    println!(
+        "{} files, {:.1} s of audio ({}); model {}, device {}, language {}, {threads} threads, \
+         batch size {}, VAD {vad}{}",
+        utterances.len(),
+        runs[0].audio_seconds(),
+        args.tsv.display(),
+        args.model,
+        args.device,
+        args.language,
+        args.batch_size,
+        if fw.is_some() {
+            " (faster-whisper: off)"
+        } else {
+            ""
+        },
+    );
+    if let Some(setup) = &fw {
+        println!("faster-whisper environment: {}", setup.env_description);
+    }
+    println!(
+        "RTF: audio seconds / wall seconds, reading and decoding the files included; WER: our \
+         normalizer on both engines' texts"
+    );
+    print!("{}", render_table(&table));
+
+    if let Some(path) = &args.json {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let report = Report {
+            tsv: args.tsv.display().to_string(),
+            model: &args.model,
+            device: &args.device,
+            language: &args.language,
+            beam_size: args.beam_size,
+            batch_size: args.batch_size,
+            threads,
+            vad: !args.no_vad,
+            cpu_vendor: cpu_vendor(&cpuinfo).map(str::to_owned),
+            faster_whisper_environment: fw.as_ref().map(|s| s.env_description.as_str()),
+            skipped: &set.skipped,
+            rows: &table,
+            runs: &runs,
+        };
+        let json = serde_json::to_string_pretty(&report).context("serializing the report")?;
+        std::fs::write(path, json + "\n").with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+fn normalized(text: &str) -> String {
+    normalize(text).join(" ")
+}
+
+/// Indices of the files whose normalized texts differ between two runs of the same set.
+fn differing_files(a: &EngineRun, b: &EngineRun) -> Vec<usize> {
+    a.files
+        .iter()
+        .zip(&b.files)
+        .enumerate()
+        .filter(|(_, (x, y))| normalize(&x.text) != normalize(&y.text))
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// Ours against faster-whisper float32's, file by file, where the texts differ; without
+/// faster-whisper, ours where it has errors.
+fn print_differences(utterances: &[Utterance], ours: &EngineRun, reference: Option<&EngineRun>) {
+    for (i, utterance) in utterances.iter().enumerate() {
+        let our = &ours.files[i];
+        let theirs = reference.map(|r| &r.files[i]);
+        let differs = match theirs {
+            Some(theirs) => normalize(&our.text) != normalize(&theirs.text),
+            None => our.errors().errors() > 0,
+        };
+        if !differs {
+            continue;
+        }
+        println!("{} (line {})", utterance.name, utterance.line);
+        println!("  reference:      {}", normalized(&utterance.reference));
+        let e = our.errors();
+        println!(
+            "  callscript:     {}  [{}/{} errors]",
+            normalized(&our.text),
+            e.errors(),
+            e.reference_words
+        );
+        if let Some(theirs) = theirs {
+            let e = theirs.errors();
+            println!(
+                "  fw float32:     {}  [{}/{} errors]",
+                normalized(&theirs.text),
+                e.errors(),
+                e.reference_words
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TSV: &str = "file\treference\tsource_repo\n\
+        asr/jfk.flac\tAnd so my fellow Americans, ask not.\trepo-a\n\
+        \n\
+        asr/jfk.mp3\tand so my fellow americans ask not\trepo-b\r\n\
+        /abs/clip.wav\tGo forward ten meters\n\
+        sub/x.wav\tHE HOPED THERE WOULD BE STEW\n";
+
+    #[test]
+    fn tsv_header_paths_and_duplicates() {
+        let set = parse_tsv(TSV, Path::new("../shared/eval")).unwrap();
+        let names: Vec<&str> = set.utterances.iter().map(|u| u.name.as_str()).collect();
+        assert_eq!(names, ["asr/jfk.flac", "/abs/clip.wav", "sub/x.wav"]);
+        assert_eq!(
+            set.utterances[0].path,
+            Path::new("../shared/eval/asr/jfk.flac")
+        );
+        assert_eq!(set.utterances[1].path, Path::new("/abs/clip.wav"));
+        assert_eq!(
+            set.utterances[0].reference,
+            "And so my fellow Americans, ask not."
+        );
+        assert_eq!(set.utterances[0].line, 2);
+        assert_eq!(set.utterances[2].line, 6);
+        assert_eq!(
+            set.skipped,
+            [Skipped {
+                name: "asr/jfk.mp3".into(),
+                line: 4,
+                duplicate_of: "asr/jfk.flac".into(),
+                duplicate_line: 2,
+            }]
+        );
+    }
+
+    #[test]
+    fn tsv_without_header() {
+        let set = parse_tsv("a.wav\tone two\nb.wav\tthree\n", Path::new("")).unwrap();
+        assert_eq!(set.utterances.len(), 2);
+        assert_eq!(set.utterances[0].path, Path::new("a.wav"));
+        assert!(set.skipped.is_empty());
+        // `file` is a header only on the first row.
+        let set = parse_tsv("a.wav\tone\nfile\ttwo\n", Path::new("")).unwrap();
+        assert_eq!(set.utterances[1].name, "file");
+    }
+
+    #[test]
+    fn tsv_malformed_lines_name_their_number() {
+        let e = parse_tsv("file\treference\na.wav\tone\nb.wav only\n", Path::new(""))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("line 3:"), "{e}");
+        assert!(e.contains("b.wav only"), "{e}");
+        let e = parse_tsv("a.wav\t  \n", Path::new(""))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("line 1:"), "{e}");
+        let e = parse_tsv("a.wav\tone\n\tword\n", Path::new(""))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("line 2:"), "{e}");
+        let e = parse_tsv("a.wav\t...\n", Path::new(""))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "line 1: the reference of a.wav has no words");
+        assert_eq!(
+            parse_tsv("file\treference\n\n", Path::new(""))
+                .unwrap_err()
+                .to_string(),
+            "no entries"
+        );
+    }
+
+    #[test]
+    fn missing_tsv_says_where_the_set_lives() {
+        let e = read_eval_set(Path::new("/nonexistent/eval/asr.tsv"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("../shared/eval"), "{e}");
+        assert!(e.contains("/nonexistent/eval/asr.tsv"), "{e}");
+    }
+
+    const FW_JSON: &str = r#"{
+ "engine": "faster-whisper 1.2.1 / ctranslate2 4.8.5",
+ "compute_type": "float32",
+ "beam_size": 1,
+ "threads": 2,
+ "language": "en",
+ "files": [
+  {"file": "e/a.wav", "text": "Go forward 10 meters.", "seconds": 0.5, "audio_seconds": 2.5},
+  {"file": "e/b.wav", "text": "He hoped there would be stew.", "seconds": 1.5, "audio_seconds": 5.5}
+ ]
+}"#;
+
+    fn utterances() -> Vec<Utterance> {
+        parse_tsv(
+            "a.wav\tgo forward ten meters\nb.wav\the hoped there would be stew\n",
+            Path::new("e"),
+        )
+        .unwrap()
+        .utterances
+    }
+
+    fn names() -> Vec<String> {
+        vec!["e/a.wav".to_owned(), "e/b.wav".to_owned()]
+    }
+
+    #[test]
+    fn runner_output_parses_and_scores() {
+        let output = parse_fw_output(FW_JSON, &names()).unwrap();
+        assert_eq!(output.engine, "faster-whisper 1.2.1 / ctranslate2 4.8.5");
+        assert_eq!(output.compute_type, "float32");
+        assert_eq!((output.beam_size, output.threads), (1, 2));
+        assert_eq!(output.files[1].text, "He hoped there would be stew.");
+        let run = fw_run(output, &utterances());
+        assert_eq!(run.mode, "float32");
+        assert_eq!(run.wall_seconds, 2.0);
+        assert_eq!(run.audio_seconds(), 8.0);
+        assert_eq!(run.real_time_factor(), 4.0);
+        assert_eq!(run.files[0].file, "a.wav");
+        assert_eq!(run.files[0].seconds, Some(0.5));
+        // `10` against `ten`: one substitution in 4 + 6 reference words.
+        let errors = run.errors();
+        assert_eq!((errors.errors(), errors.reference_words), (1, 10));
+    }
+
+    #[test]
+    fn runner_output_must_match_the_files() {
+        let e = parse_fw_output(FW_JSON, &names()[..1])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "faster-whisper returned 2 files for 1 given");
+        let e = parse_fw_output(FW_JSON, &["e/a.wav".into(), "e/c.wav".into()])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "faster-whisper returned e/b.wav where e/c.wav was expected");
+        assert!(parse_fw_output("not json", &names()).is_err());
+        assert!(parse_fw_output(r#"{"engine": "x"}"#, &names()).is_err());
+    }
+
+    fn run(engine: &str, mode: &str, wall: f64, texts: [&str; 2]) -> EngineRun {
+        let utterances = utterances();
+        EngineRun {
+            engine: engine.to_owned(),
+            mode: mode.to_owned(),
+            beam_size: 1,
+            wall_seconds: wall,
+            files: utterances
+                .iter()
+                .zip(texts)
+                .zip([2.5, 5.5])
+                .map(|((u, t), a)| FileResult::new(u, t.to_owned(), None, a))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn rows_compare_ours_with_faster_whisper_float32() {
+        let exact = ["go forward ten meters", "he hoped there would be stew"];
+        let runs = [
+            // 0 errors of 10 words, 8 s of audio in 1 s.
+            run("callscript 0.1.0", "sequential", 1.0, exact),
+            // 2 errors of 10, 8 s in 0.5 s.
+            run(
+                "callscript 0.1.0",
+                "batched",
+                0.5,
+                ["go forward 10 meters", "he hoped there would be"],
+            ),
+            // 1 error of 10, 8 s in 2 s.
+            run(
+                "faster-whisper 1.2.1 / ctranslate2 4.8.5",
+                "float32",
+                2.0,
+                ["go forward 10 meters", exact[1]],
+            ),
+        ];
+        let table = rows(&runs, Some(&runs[2]));
+        assert_eq!(table[0].real_time_factor, 8.0);
+        assert_eq!(table[0].wer_percent, 0.0);
+        assert_eq!(table[0].rtf_vs_reference, Some(2.0));
+        assert_eq!(table[0].wer_points_vs_reference, Some(-10.0));
+        assert_eq!(table[1].real_time_factor, 16.0);
+        assert!((table[1].wer_percent - 20.0).abs() < 1e-9);
+        assert_eq!(table[1].rtf_vs_reference, Some(4.0));
+        assert!((table[1].wer_points_vs_reference.unwrap() - 10.0).abs() < 1e-9);
+        assert_eq!(table[2].real_time_factor, 4.0);
+        assert!((table[2].wer_percent - 10.0).abs() < 1e-9);
+        assert_eq!(table[2].rtf_vs_reference, None);
+        assert_eq!((table[2].files, table[2].audio_seconds), (2, 8.0));
+
+        let text = render_table(&table);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 4);
+        assert!(lines[0].contains("RTF / fw f32"), "{text}");
+        assert!(lines[1].contains("8.0x"), "{text}");
+        assert!(lines[1].contains("2.00x"), "{text}");
+        assert!(lines[1].contains("-10.0 pts"), "{text}");
+        assert!(lines[2].contains("+10.0 pts"), "{text}");
+        assert!(lines[3].starts_with("faster-whisper 1.2.1 / ctranslate2 4.8.5  float32"));
+        assert!(!lines[3].contains("pts"), "{text}");
+
+        // Without faster-whisper: no comparison columns.
+        let alone = render_table(&rows(&runs[..2], None));
+        assert!(!alone.contains("fw f32"), "{alone}");
+        assert!(!alone.contains("pts"), "{alone}");
+    }
+
+    #[test]
+    fn differing_texts_are_found_after_normalization() {
+        let a = run("callscript", "sequential", 1.0, ["Go forward.", "x y"]);
+        let b = run("callscript", "batched", 1.0, ["go, forward", "x z"]);
+        assert_eq!(differing_files(&a, &b), [1]);
+    }
+
+    #[test]
+    fn cpu_vendor_and_faster_whisper_environment() {
+        let cpuinfo = "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\n";
+        assert_eq!(cpu_vendor(cpuinfo), Some("AuthenticAMD"));
+        assert_eq!(cpu_vendor("processor : 0\n"), None);
+
+        let (env, why) = fw_environment(Some("AuthenticAMD"), None, &[]);
+        assert_eq!(env, [("CT2_USE_MKL".to_owned(), "1".to_owned())]);
+        assert!(why.starts_with("CT2_USE_MKL=1"), "{why}");
+
+        let (env, why) = fw_environment(Some("GenuineIntel"), None, &[]);
+        assert!(env.is_empty());
+        assert!(why.contains("unset"), "{why}");
+
+        let (env, why) = fw_environment(Some("AuthenticAMD"), Some("0"), &[]);
+        assert!(env.is_empty());
+        assert!(why.contains("inherited"), "{why}");
+
+        let overrides = [
+            ("CT2_USE_MKL".to_owned(), "0".to_owned()),
+            ("OMP_NUM_THREADS".to_owned(), "2".to_owned()),
+        ];
+        let (env, why) = fw_environment(Some("AuthenticAMD"), None, &overrides);
+        assert_eq!(env, overrides);
+        assert!(why.ends_with("OMP_NUM_THREADS=2 (--fw-env)"), "{why}");
+    }
+
+    #[test]
+    fn env_pairs() {
+        assert_eq!(parse_env_pair("A=1"), Ok(("A".into(), "1".into())));
+        assert_eq!(parse_env_pair("A=x=y"), Ok(("A".into(), "x=y".into())));
+        assert_eq!(parse_env_pair("A="), Ok(("A".into(), String::new())));
+        assert!(parse_env_pair("A").is_err());
+        assert!(parse_env_pair("=1").is_err());
+    }
+
+    #[test]
+    fn downmix_averages_channels() {
+        assert_eq!(downmix(vec![vec![0.5, -1.0]]), [0.5, -1.0]);
+        assert_eq!(
+            downmix(vec![vec![1.0, 0.0, 0.5], vec![0.0, 0.0, 0.5]]),
+            [0.5, 0.0, 0.5]
+        );
+        assert!(downmix(Vec::new()).is_empty());
+    }
+}

@@ -1,0 +1,334 @@
+//! `vad` on real speech: the fixtures, the same speech in noise, quiet and between long
+//! silences, and (where this machine has them) the evaluation recordings of `shared/eval/asr`.
+//!
+//! "Speech" to be covered is measured from the recording itself: the 20 ms frames whose
+//! pre-emphasized energy (which ignores rumble and DC) is within 20 dB of the loudest frame,
+//! that is the syllable nuclei.
+
+use std::time::Instant;
+
+use callscript_worker::audio::{decode, AudioLimits};
+use callscript_worker::vad::{chunks, speech_regions, SpeechRegion, VadOptions, CHUNK_SAMPLES};
+use common::{audio_fixture, goforward_samples, read, repo_path};
+
+mod common;
+
+const SECOND: usize = 16_000;
+/// The evaluation set of the development checkout, beside the repository.
+const EVAL_DIR: &str = "../shared/eval/asr";
+
+/// xorshift64*: deterministic noise without a `rand` dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn uniform(&mut self) -> f32 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        let bits = self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 40;
+        bits as f32 / (1u64 << 24) as f32
+    }
+
+    fn gaussian(&mut self) -> f32 {
+        let u = self.uniform().max(1e-7);
+        let v = self.uniform();
+        (-2.0 * u.ln()).sqrt() * (2.0 * std::f32::consts::PI * v).cos()
+    }
+}
+
+fn regions(samples: &[f32]) -> Vec<SpeechRegion> {
+    speech_regions(samples, &VadOptions::default())
+}
+
+fn seconds(regions: &[SpeechRegion]) -> Vec<(f32, f32)> {
+    regions
+        .iter()
+        .map(|r| (r.start as f32 / SECOND as f32, r.end as f32 / SECOND as f32))
+        .collect()
+}
+
+fn power(samples: &[f32]) -> f32 {
+    samples.iter().map(|v| v * v).sum::<f32>() / samples.len() as f32
+}
+
+/// `speech` plus white noise `snr_db` below the power of `speech[reference]`.
+fn with_white_noise(speech: &[f32], reference: &[f32], snr_db: f32, rng: &mut Rng) -> Vec<f32> {
+    let sigma = (power(reference) / 10f32.powf(snr_db / 10.0)).sqrt();
+    speech.iter().map(|v| v + sigma * rng.gaussian()).collect()
+}
+
+/// The start of each loud 20 ms frame (see the module comment).
+fn loud_frames(samples: &[f32]) -> Vec<usize> {
+    const FRAME: usize = SECOND / 50;
+    let energy: Vec<f32> = (0..samples.len() / FRAME)
+        .map(|i| {
+            let start = i * FRAME;
+            let e: f32 = (start.max(1)..start + FRAME)
+                .map(|j| (samples[j] - 0.95 * samples[j - 1]).powi(2))
+                .sum();
+            10.0 * (e + 1e-20).log10()
+        })
+        .collect();
+    let max = energy.iter().copied().fold(f32::MIN, f32::max);
+    (0..energy.len())
+        .filter(|&i| energy[i] >= max - 20.0)
+        .map(|i| i * FRAME)
+        .collect()
+}
+
+/// The fraction of `frames` (20 ms each) lying wholly inside a region.
+fn coverage(frames: &[usize], regions: &[SpeechRegion]) -> f32 {
+    let covered = frames
+        .iter()
+        .filter(|&&f| regions.iter().any(|r| r.start <= f && f + SECOND / 50 <= r.end))
+        .count();
+    covered as f32 / frames.len() as f32
+}
+
+#[test]
+fn goforward_is_one_region_around_its_words() {
+    let samples = goforward_samples();
+    // "go forward ten meters": syllables from 0.50 s to 2.22 s; a click at 0.22 s is bridged.
+    let found = regions(&samples);
+    assert_eq!(found.len(), 1, "{:?}", seconds(&found));
+    let r = found[0];
+    assert!(r.start <= SECOND / 2 - SECOND / 10, "{:?}", seconds(&found));
+    assert!(r.end >= 2_220 * SECOND / 1000 + SECOND / 10, "{:?}", seconds(&found));
+    assert!(r.end <= samples.len());
+    assert_eq!(coverage(&loud_frames(&samples), &found), 1.0);
+}
+
+#[test]
+fn each_stereo_channel_follows_its_own_speaker() {
+    let bytes = read(&audio_fixture("faster_whisper_stereo_diarization.wav"));
+    let audio = decode(&bytes, Some("wav"), &AudioLimits::default()).unwrap();
+    assert_eq!(audio.channels.len(), 2);
+    // From the energy envelope (50 ms blocks): channel 0 talks from 0.30 s to 4.75 s with a
+    // 0.25 s pause at 2.40 s; channel 1 from 0.35 s to 2.55 s, then fades out to digital
+    // silence by 3.0 s.
+    let expected = [(0.30, 4.75), (0.35, 2.55)];
+    for (channel, (samples, (start, end))) in audio.channels.iter().zip(expected).enumerate() {
+        let found = regions(samples);
+        let spans = seconds(&found);
+        assert_eq!(found.len(), 1, "channel {channel}: {spans:?}");
+        let (s, e) = spans[0];
+        assert!(s <= start && s >= start - 0.3, "channel {channel}: {spans:?}");
+        assert!(e >= end && e <= end + 0.5, "channel {channel}: {spans:?}");
+        assert_eq!(coverage(&loud_frames(samples), &found), 1.0, "channel {channel}");
+    }
+}
+
+#[test]
+fn speech_in_white_noise_at_10_db_snr() {
+    let clean = goforward_samples();
+    let speech = &clean[SECOND / 2..2_250 * SECOND / 1000];
+    for seed in 1..=5 {
+        let noisy = with_white_noise(&clean, speech, 10.0, &mut Rng(seed));
+        let found = regions(&noisy);
+        let spans = seconds(&found);
+        assert_eq!(found.len(), 1, "seed {seed}: {spans:?}");
+        // All of the words ("meters" ends at 2.22 s), and nothing from the noise alone: the
+        // region starts after the click at 0.22 s and ends within 0.3 s of the words.
+        let (s, e) = spans[0];
+        assert!((0.25..=0.45).contains(&s), "seed {seed}: {spans:?}");
+        assert!((2.22..=2.5).contains(&e), "seed {seed}: {spans:?}");
+        assert_eq!(coverage(&loud_frames(&clean), &found), 1.0, "seed {seed}");
+    }
+}
+
+#[test]
+fn quiet_speech_at_minus_30_dbfs() {
+    let clean = goforward_samples();
+    let peak = clean.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let loud = loud_frames(&clean);
+    for peak_dbfs in [-30.0f32, -45.0] {
+        let gain = 10f32.powf(peak_dbfs / 20.0) / peak;
+        let quiet: Vec<f32> = clean.iter().map(|v| v * gain).collect();
+        let found = regions(&quiet);
+        let spans = seconds(&found);
+        assert_eq!(found.len(), 1, "{peak_dbfs} dBFS: {spans:?}");
+        assert_eq!(coverage(&loud, &found), 1.0, "{peak_dbfs} dBFS: {spans:?}");
+        assert!(spans[0].0 >= 0.25 && spans[0].1 <= 2.5, "{peak_dbfs} dBFS: {spans:?}");
+    }
+}
+
+#[test]
+fn speech_between_20_s_of_silence_or_line_noise() {
+    let clean = goforward_samples();
+    let lead = 20 * SECOND;
+    let mut rng = Rng(11);
+    // Digital silence; then the hiss and hum of a line, 40 dB below the speech peak.
+    let hiss_and_hum = |rng: &mut Rng, i: usize| {
+        let t = i as f64 / SECOND as f64;
+        let hum: f64 = (1..=5)
+            .map(|h| (2.0 * std::f64::consts::PI * 60.0 * h as f64 * t).sin() / h as f64)
+            .sum();
+        0.002 * rng.gaussian() + 0.002 * hum as f32
+    };
+    for with_noise in [false, true] {
+        let mut signal = vec![0.0f32; lead];
+        signal.extend(&clean);
+        signal.extend(vec![0.0f32; lead]);
+        if with_noise {
+            for (i, v) in signal.iter_mut().enumerate() {
+                *v += hiss_and_hum(&mut rng, i);
+            }
+        }
+        let found = regions(&signal);
+        let spans = seconds(&found);
+        assert_eq!(found.len(), 1, "noise {with_noise}: {spans:?}");
+        // Within the clip (20.0–22.79 s) and its padding, covering every syllable.
+        let (s, e) = spans[0];
+        assert!(s >= 20.0 - 0.2 && e <= 22.79 + 0.2, "noise {with_noise}: {spans:?}");
+        let loud: Vec<usize> = loud_frames(&clean).iter().map(|f| f + lead).collect();
+        assert_eq!(coverage(&loud, &found), 1.0, "noise {with_noise}: {spans:?}");
+        eprintln!("goforward between 20 s of silence (line noise: {with_noise}): {spans:?}");
+    }
+}
+
+/// The evaluation recordings, decoded (first channel), with their names; empty where the
+/// directory is absent (it is not distributed with the repository).
+fn eval_recordings() -> Vec<(String, Vec<f32>)> {
+    let Ok(entries) = std::fs::read_dir(repo_path(EVAL_DIR)) else {
+        return Vec::new();
+    };
+    let mut paths: Vec<_> = entries.map(|e| e.unwrap().path()).collect();
+    paths.sort();
+    paths
+        .into_iter()
+        .filter_map(|path| {
+            let ext = path.extension()?.to_str()?.to_owned();
+            if !["wav", "flac", "mp3"].contains(&ext.as_str()) {
+                return None;
+            }
+            let audio = decode(&read(&path), Some(&ext), &AudioLimits::default()).unwrap();
+            let name = path.file_name()?.to_str()?.to_owned();
+            Some((name, audio.channels.into_iter().next()?))
+        })
+        .collect()
+}
+
+#[test]
+fn eval_recordings_are_covered_clean_and_in_noise() {
+    let recordings = eval_recordings();
+    if recordings.is_empty() {
+        eprintln!("{EVAL_DIR} not found: skipped");
+        return;
+    }
+    let mut rng = Rng(12);
+    let (mut clean_sum, mut noisy_sum) = (0.0, 0.0);
+    for (name, samples) in &recordings {
+        let loud = loud_frames(samples);
+        let found = regions(samples);
+        assert!(!found.is_empty(), "{name}: no speech");
+        // Every syllable; the JFK clip ends in 0.2 s of applause (3 % of its loud frames).
+        let clean = coverage(&loud, &found);
+        assert!(clean >= 0.97, "{name}: {clean:.3} {:?}", seconds(&found));
+        let noisy = coverage(&loud, &regions(&with_white_noise(samples, samples, 10.0, &mut rng)));
+        assert!(noisy >= 0.9, "{name} at 10 dB SNR: {noisy:.3}");
+        eprintln!("{name:48} syllables covered: clean {clean:.3}, white noise 10 dB SNR {noisy:.3}");
+        clean_sum += clean;
+        noisy_sum += noisy;
+    }
+    let n = recordings.len() as f32;
+    eprintln!(
+        "{} recordings, mean coverage clean {:.3}, 10 dB SNR {:.3}",
+        recordings.len(),
+        clean_sum / n,
+        noisy_sum / n
+    );
+}
+
+/// `minutes` of a call-like channel: the fixtures' speech at random levels, separated by
+/// 1–8 s of line noise (hiss), plus the speech of the eval set where present.
+fn long_channel(minutes: usize) -> Vec<f32> {
+    let mut rng = Rng(13);
+    let mut speech: Vec<Vec<f32>> = vec![goforward_samples()];
+    speech.extend(eval_recordings().into_iter().map(|(_, s)| s));
+    let total = minutes * 60 * SECOND;
+    let mut out = Vec::with_capacity(total);
+    let mut k = 0;
+    while out.len() < total {
+        let pause = SECOND + (rng.uniform() * 7.0 * SECOND as f32) as usize;
+        out.extend((0..pause).map(|_| 0.001 * rng.gaussian()));
+        let gain = 0.3 + rng.uniform();
+        out.extend(speech[k % speech.len()].iter().map(|v| v * gain + 0.001 * rng.gaussian()));
+        k += 1;
+    }
+    out.truncate(total);
+    out
+}
+
+fn real_time_fraction(samples: &[f32]) -> (f64, Vec<SpeechRegion>) {
+    let started = Instant::now();
+    let found = regions(samples);
+    let seconds = started.elapsed().as_secs_f64();
+    (seconds / (samples.len() as f64 / SECOND as f64), found)
+}
+
+#[test]
+fn five_minutes_take_well_under_1_percent_of_real_time() {
+    let samples = long_channel(5);
+    let (fraction, found) = real_time_fraction(&samples);
+    eprintln!("5 min analysed in {:.3} % of real time", 100.0 * fraction);
+    assert!(fraction < 0.01, "{:.2} % of real time", 100.0 * fraction);
+    assert!(found.len() > 20);
+    let out = chunks(&samples, &found, CHUNK_SAMPLES);
+    assert!(out.iter().all(|c| c.end - c.start <= CHUNK_SAMPLES));
+    assert_eq!(out.iter().map(|c| c.regions.len()).sum::<usize>(), found.len());
+}
+
+/// The figure quoted in `vad`'s documentation; an hour of samples is 230 MB, so not by default.
+#[test]
+#[ignore = "an hour of audio: run with --ignored to measure"]
+fn one_hour() {
+    let samples = long_channel(60);
+    let (fraction, found) = real_time_fraction(&samples);
+    let speech: usize = found.iter().map(SpeechRegion::len).sum();
+    let started = Instant::now();
+    let out = chunks(&samples, &found, CHUNK_SAMPLES);
+    eprintln!(
+        "60 min: speech_regions {:.2} s ({:.3} % of real time), {} regions, {:.0} % speech; \
+         chunks {:.3} s, {} chunks",
+        fraction * 3600.0,
+        100.0 * fraction,
+        found.len(),
+        100.0 * speech as f64 / samples.len() as f64,
+        started.elapsed().as_secs_f64(),
+        out.len()
+    );
+    assert!(fraction < 0.01);
+}
+
+#[test]
+#[ignore]
+fn scratch_tune() {
+    let recordings = eval_recordings();
+    for (th, rel) in [(9.0, 6.0), (9.0, 5.0), (8.0, 5.0), (8.0, 6.0), (10.0, 6.0)] {
+        let options = VadOptions { threshold_db: th, release_db: rel, ..VadOptions::default() };
+        for snr in [100.0, 10.0, 5.0] {
+            let mut rng = Rng(12);
+            let mut sum = 0.0;
+            let mut worst = 1.0f32;
+            let mut frac = 0.0;
+            for (_, samples) in &recordings {
+                let loud = loud_frames(samples);
+                let noisy = with_white_noise(samples, samples, snr, &mut rng);
+                let found = speech_regions(&noisy, &options);
+                let c = coverage(&loud, &found);
+                sum += c;
+                worst = worst.min(c);
+                frac += found.iter().map(|r| r.len()).sum::<usize>() as f32 / samples.len() as f32;
+            }
+            let n = recordings.len() as f32;
+            eprintln!("th {th} rel {rel} snr {snr}: mean {:.3} worst {:.3} region frac {:.3}", sum / n, worst, frac / n);
+        }
+        let clean = goforward_samples();
+        let speech = &clean[SECOND / 2..2_250 * SECOND / 1000];
+        for seed in 1..=5 {
+            let noisy = with_white_noise(&clean, speech, 10.0, &mut Rng(seed));
+            eprint!(" {:?}", seconds(&speech_regions(&noisy, &options)));
+        }
+        eprintln!();
+    }
+}

@@ -88,7 +88,7 @@ pub struct AsrArgs {
     #[arg(long, default_value = ".local/fw-venv/bin/python")]
     python: PathBuf,
     /// An environment variable for the faster-whisper runs (repeatable); overrides the automatic
-    /// CT2_USE_MKL=1 on AMD CPUs.
+    /// CT2_USE_MKL=1 of float32 on AMD CPUs.
     #[arg(long = "fw-env", value_name = "KEY=VALUE", value_parser = parse_env_pair)]
     fw_env: Vec<(String, String)>,
     /// Write every figure, per file too, as JSON to FILE.
@@ -433,7 +433,10 @@ pub fn parse_fw_output(json: &str, files: &[String]) -> Result<FwOutput> {
         .zip(files)
         .find(|(got, want)| got.file != **want)
     {
-        bail!("faster-whisper returned {} where {want} was expected", got.file);
+        bail!(
+            "faster-whisper returned {} where {want} was expected",
+            got.file
+        );
     }
     Ok(output)
 }
@@ -465,11 +468,15 @@ pub fn cpu_vendor(cpuinfo: &str) -> Option<&str> {
     })
 }
 
-/// The environment of the faster-whisper runs and why: CT2_USE_MKL=1 on AMD (CTranslate2 turns
-/// MKL off there and falls back to a much slower path) unless the environment already sets it,
-/// then the `--fw-env` overrides.
+/// The environment of a faster-whisper run with `compute_type`, and why, so that each compute
+/// type runs at its best. On AMD CPUs CTranslate2 leaves Intel MKL off unless `CT2_USE_MKL=1`:
+/// float32 then falls back to a much slower GEMM, so it gets `CT2_USE_MKL=1`; int8 is the
+/// other way round (MKL's int8 GEMM ran about 8x slower than CTranslate2's default on this
+/// machine class), so it keeps the default. A `CT2_USE_MKL` already in the environment is left
+/// alone; the `--fw-env` overrides come last.
 pub fn fw_environment(
     vendor: Option<&str>,
+    compute_type: &str,
     inherited_mkl: Option<&str>,
     overrides: &[(String, String)],
 ) -> (Vec<(String, String)>, String) {
@@ -477,13 +484,17 @@ pub fn fw_environment(
     let vendor_text = vendor.unwrap_or("unknown");
     let mut why = match (vendor, inherited_mkl) {
         (_, Some(value)) => format!("{CT2_USE_MKL}={value} (inherited)"),
-        (Some("AuthenticAMD"), None) => {
+        (Some("AuthenticAMD"), None) if compute_type == "float32" => {
             env.push((CT2_USE_MKL.to_owned(), "1".to_owned()));
             format!(
-                "{CT2_USE_MKL}=1 (CPU vendor {vendor_text}: CTranslate2 leaves MKL off on AMD \
-                 unless told)"
+                "{CT2_USE_MKL}=1 (CPU vendor {vendor_text}: without it CTranslate2 leaves MKL \
+                 off and float32 takes a much slower path)"
             )
         }
+        (Some("AuthenticAMD"), None) => format!(
+            "{CT2_USE_MKL} unset (CPU vendor {vendor_text}: MKL's {compute_type} path is the \
+             slower one on AMD)"
+        ),
         (_, None) => format!("{CT2_USE_MKL} unset (CPU vendor {vendor_text})"),
     };
     for (key, value) in overrides {
@@ -499,7 +510,9 @@ fn runner_script() -> Result<PathBuf> {
     if here.is_file() {
         return Ok(here);
     }
-    let built = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(FW_RUNNER);
+    let built = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(FW_RUNNER);
     if built.is_file() {
         return Ok(built);
     }
@@ -517,8 +530,23 @@ fn python_missing(python: &Path) -> anyhow::Error {
 struct FwSetup {
     python: PathBuf,
     script: PathBuf,
-    env: Vec<(String, String)>,
-    env_description: String,
+    env: Vec<FwEnv>,
+}
+
+/// The environment of the runs of one compute type, and why.
+struct FwEnv {
+    compute_type: &'static str,
+    vars: Vec<(String, String)>,
+    why: String,
+}
+
+impl FwSetup {
+    fn env(&self, compute_type: &str) -> (&[(String, String)], &str) {
+        self.env
+            .iter()
+            .find(|e| e.compute_type == compute_type)
+            .map_or((&[], ""), |e| (e.vars.as_slice(), e.why.as_str()))
+    }
 }
 
 fn fw_setup(args: &AsrArgs) -> Result<FwSetup> {
@@ -536,13 +564,26 @@ fn fw_setup(args: &AsrArgs) -> Result<FwSetup> {
     let script = runner_script()?;
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let inherited = std::env::var(CT2_USE_MKL).ok();
-    let (env, env_description) =
-        fw_environment(cpu_vendor(&cpuinfo), inherited.as_deref(), &args.fw_env);
+    let env = FW_COMPUTE_TYPES
+        .iter()
+        .map(|&compute_type| {
+            let (vars, why) = fw_environment(
+                cpu_vendor(&cpuinfo),
+                compute_type,
+                inherited.as_deref(),
+                &args.fw_env,
+            );
+            FwEnv {
+                compute_type,
+                vars,
+                why,
+            }
+        })
+        .collect();
     Ok(FwSetup {
         python: args.python.clone(),
         script,
         env,
-        env_description,
     })
 }
 
@@ -564,7 +605,7 @@ fn run_faster_whisper(
         .args(["--threads", &threads.to_string()])
         .args(["--language", &args.language, "--files"])
         .args(&files)
-        .envs(setup.env.iter().map(|(k, v)| (k, v)))
+        .envs(setup.env(compute_type).0.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stderr(Stdio::inherit())
         .output()
@@ -595,7 +636,8 @@ struct Report<'a> {
     threads: usize,
     vad: bool,
     cpu_vendor: Option<String>,
-    faster_whisper_environment: Option<&'a str>,
+    /// Per compute type: why its environment is what it is.
+    faster_whisper_environment: HashMap<&'a str, &'a str>,
     skipped: &'a [Skipped],
     rows: &'a [Row],
     runs: &'a [EngineRun],
@@ -665,7 +707,10 @@ fn asr(args: AsrArgs) -> Result<()> {
         files,
     };
 
-    eprintln!("callscript, batched: {} files in one call", utterances.len());
+    eprintln!(
+        "callscript, batched: {} files in one call",
+        utterances.len()
+    );
     let started = Instant::now();
     let recordings = utterances
         .iter()
@@ -689,9 +734,12 @@ fn asr(args: AsrArgs) -> Result<()> {
 
     let mut runs = vec![sequential, batched];
     if let Some(setup) = &fw {
-        eprintln!("faster-whisper environment: {}", setup.env_description);
         for compute_type in FW_COMPUTE_TYPES {
-            eprintln!("faster-whisper, {compute_type}: {} files", utterances.len());
+            eprintln!(
+                "faster-whisper, {compute_type}: {} files; {}",
+                utterances.len(),
+                setup.env(compute_type).1
+            );
             runs.push(run_faster_whisper(
                 setup,
                 &args,
@@ -712,7 +760,11 @@ fn asr(args: AsrArgs) -> Result<()> {
             "note: batched and sequential texts differ for {} of {} files{}",
             differing.len(),
             utterances.len(),
-            if args.verbose { ":" } else { " (--verbose shows them)" }
+            if args.verbose {
+                ":"
+            } else {
+                " (--verbose shows them)"
+            }
         );
         if args.verbose {
             for i in &differing {
@@ -744,7 +796,12 @@ fn asr(args: AsrArgs) -> Result<()> {
         },
     );
     if let Some(setup) = &fw {
-        println!("faster-whisper environment: {}", setup.env_description);
+        for compute_type in FW_COMPUTE_TYPES {
+            println!(
+                "faster-whisper {compute_type}: {}",
+                setup.env(compute_type).1
+            );
+        }
     }
     println!(
         "RTF: audio seconds / wall seconds, reading and decoding the files included; WER: our \
@@ -764,7 +821,10 @@ fn asr(args: AsrArgs) -> Result<()> {
             threads,
             vad: !args.no_vad,
             cpu_vendor: cpu_vendor(&cpuinfo).map(str::to_owned),
-            faster_whisper_environment: fw.as_ref().map(|s| s.env_description.as_str()),
+            faster_whisper_environment: fw
+                .iter()
+                .flat_map(|s| s.env.iter().map(|e| (e.compute_type, e.why.as_str())))
+                .collect(),
             skipped: &set.skipped,
             rows: &table,
             runs: &runs,
@@ -963,7 +1023,10 @@ mod tests {
         let e = parse_fw_output(FW_JSON, &["e/a.wav".into(), "e/c.wav".into()])
             .unwrap_err()
             .to_string();
-        assert_eq!(e, "faster-whisper returned e/b.wav where e/c.wav was expected");
+        assert_eq!(
+            e,
+            "faster-whisper returned e/b.wav where e/c.wav was expected"
+        );
         assert!(parse_fw_output("not json", &names()).is_err());
         assert!(parse_fw_output(r#"{"engine": "x"}"#, &names()).is_err());
     }
@@ -1049,23 +1112,27 @@ mod tests {
         assert_eq!(cpu_vendor(cpuinfo), Some("AuthenticAMD"));
         assert_eq!(cpu_vendor("processor : 0\n"), None);
 
-        let (env, why) = fw_environment(Some("AuthenticAMD"), None, &[]);
+        let (env, why) = fw_environment(Some("AuthenticAMD"), "float32", None, &[]);
         assert_eq!(env, [("CT2_USE_MKL".to_owned(), "1".to_owned())]);
         assert!(why.starts_with("CT2_USE_MKL=1"), "{why}");
-
-        let (env, why) = fw_environment(Some("GenuineIntel"), None, &[]);
+        let (env, why) = fw_environment(Some("AuthenticAMD"), "int8", None, &[]);
         assert!(env.is_empty());
-        assert!(why.contains("unset"), "{why}");
+        assert!(why.starts_with("CT2_USE_MKL unset"), "{why}");
 
-        let (env, why) = fw_environment(Some("AuthenticAMD"), Some("0"), &[]);
-        assert!(env.is_empty());
-        assert!(why.contains("inherited"), "{why}");
+        for compute_type in ["float32", "int8"] {
+            let (env, why) = fw_environment(Some("GenuineIntel"), compute_type, None, &[]);
+            assert!(env.is_empty());
+            assert!(why.contains("unset"), "{why}");
+            let (env, why) = fw_environment(Some("AuthenticAMD"), compute_type, Some("0"), &[]);
+            assert!(env.is_empty());
+            assert!(why.contains("inherited"), "{why}");
+        }
 
         let overrides = [
             ("CT2_USE_MKL".to_owned(), "0".to_owned()),
             ("OMP_NUM_THREADS".to_owned(), "2".to_owned()),
         ];
-        let (env, why) = fw_environment(Some("AuthenticAMD"), None, &overrides);
+        let (env, why) = fw_environment(Some("AuthenticAMD"), "float32", None, &overrides);
         assert_eq!(env, overrides);
         assert!(why.ends_with("OMP_NUM_THREADS=2 (--fw-env)"), "{why}");
     }

@@ -220,3 +220,87 @@ fn silence_is_likely_no_speech() {
         assert_silence(model, &result, expected);
     }
 }
+
+#[test]
+fn multilingual_model_detects_english() {
+    let mut decoder = decoder_with(
+        "whisper-base",
+        DecodeOptions {
+            language: None,
+            ..DecodeOptions::greedy_once()
+        },
+    );
+    let result = decode(&mut decoder, "base, language detected", &goforward_samples());
+    assert_eq!(result.language, "en");
+    assert_eq!(normalize(&result.text), "go forward 10 meters");
+}
+
+#[test]
+fn beam_search_and_timestamps() {
+    let mut decoder = decoder_with(
+        "whisper-tiny.en",
+        DecodeOptions {
+            beam_size: 5,
+            ..DecodeOptions::greedy_once()
+        },
+    );
+    let result = decode(&mut decoder, "tiny.en beam 5", &goforward_samples());
+    assert_eq!(normalize(&result.text), "go forward 10 meters");
+    // Timestamped: the tokens open and close with timestamps inside the 2.8 s of audio.
+    let begin = decoder.tokenizer().timestamp_begin();
+    assert!(result.tokens[0] >= begin, "{:?}", result.tokens);
+    let (segments, _) = decoder.segments(&result.tokens, 2.786);
+    assert_eq!(segments.len(), 1, "{segments:?}");
+    assert!(segments[0].start < 0.6 && (2.0..=2.8).contains(&segments[0].end), "{segments:?}");
+}
+
+#[test]
+fn failing_thresholds_fall_back_through_every_temperature() {
+    // An impossible log-probability threshold: every attempt fails, the likeliest is kept.
+    let mut decoder = decoder_with(
+        "whisper-tiny.en",
+        DecodeOptions {
+            log_prob_threshold: Some(0.0),
+            no_speech_threshold: None,
+            temperatures: vec![0.0, 0.5, 1.0],
+            best_of: 2,
+            ..DecodeOptions::default()
+        },
+    );
+    let result = decode(&mut decoder, "tiny.en forced fallback", &goforward_samples());
+    assert!(result.avg_logprob < 0.0);
+    // The likeliest attempt is kept (log-probabilities at a sampling temperature are of the
+    // sharpened distribution, as CTranslate2 scores them, so a sample may win).
+    assert!([0.0, 0.5, 1.0].contains(&result.temperature));
+    assert!(normalize(&result.text).contains("forward"), "{}", result.text);
+}
+
+#[test]
+fn prompts_and_hotwords_steer_the_text() {
+    let samples = goforward_samples();
+    let mut plain = decoder("whisper-tiny.en");
+    let mut hot = decoder_with(
+        "whisper-tiny.en",
+        DecodeOptions {
+            language: Some("en".to_owned()),
+            timestamps: false,
+            hotwords: Some("GO FORWARD TEN METERS".to_owned()),
+            ..DecodeOptions::greedy_once()
+        },
+    );
+    let plain = decode(&mut plain, "no prompt", &samples);
+    let steered = decode(&mut hot, "hotwords", &samples);
+    eprintln!("{:?} / {:?}", plain.text, steered.text);
+    // The context changes the decoding (at least its probabilities), never breaks it.
+    assert_ne!(plain.avg_logprob, steered.avg_logprob);
+    assert!(steered.text.to_lowercase().contains("forward"));
+    let previous = hot.tokenizer().encode(" Go forward ten meters.").unwrap();
+    let with_previous = hot
+        .decode(&[Window {
+            mel: window(&samples).mel,
+            previous,
+        }])
+        .unwrap()
+        .remove(0);
+    assert!(with_previous.text.to_lowercase().contains("forward"));
+}

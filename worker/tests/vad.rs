@@ -80,7 +80,11 @@ fn loud_frames(samples: &[f32]) -> Vec<usize> {
 fn coverage(frames: &[usize], regions: &[SpeechRegion]) -> f32 {
     let covered = frames
         .iter()
-        .filter(|&&f| regions.iter().any(|r| r.start <= f && f + SECOND / 50 <= r.end))
+        .filter(|&&f| {
+            regions
+                .iter()
+                .any(|r| r.start <= f && f + SECOND / 50 <= r.end)
+        })
         .count();
     covered as f32 / frames.len() as f32
 }
@@ -93,7 +97,11 @@ fn goforward_is_one_region_around_its_words() {
     assert_eq!(found.len(), 1, "{:?}", seconds(&found));
     let r = found[0];
     assert!(r.start <= SECOND / 2 - SECOND / 10, "{:?}", seconds(&found));
-    assert!(r.end >= 2_220 * SECOND / 1000 + SECOND / 10, "{:?}", seconds(&found));
+    assert!(
+        r.end >= 2_220 * SECOND / 1000 + SECOND / 10,
+        "{:?}",
+        seconds(&found)
+    );
     assert!(r.end <= samples.len());
     assert_eq!(coverage(&loud_frames(&samples), &found), 1.0);
 }
@@ -112,9 +120,16 @@ fn each_stereo_channel_follows_its_own_speaker() {
         let spans = seconds(&found);
         assert_eq!(found.len(), 1, "channel {channel}: {spans:?}");
         let (s, e) = spans[0];
-        assert!(s <= start && s >= start - 0.3, "channel {channel}: {spans:?}");
+        assert!(
+            s <= start && s >= start - 0.3,
+            "channel {channel}: {spans:?}"
+        );
         assert!(e >= end && e <= end + 0.5, "channel {channel}: {spans:?}");
-        assert_eq!(coverage(&loud_frames(samples), &found), 1.0, "channel {channel}");
+        assert_eq!(
+            coverage(&loud_frames(samples), &found),
+            1.0,
+            "channel {channel}"
+        );
     }
 }
 
@@ -148,7 +163,10 @@ fn quiet_speech_at_minus_30_dbfs() {
         let spans = seconds(&found);
         assert_eq!(found.len(), 1, "{peak_dbfs} dBFS: {spans:?}");
         assert_eq!(coverage(&loud, &found), 1.0, "{peak_dbfs} dBFS: {spans:?}");
-        assert!(spans[0].0 >= 0.25 && spans[0].1 <= 2.5, "{peak_dbfs} dBFS: {spans:?}");
+        assert!(
+            spans[0].0 >= 0.25 && spans[0].1 <= 2.5,
+            "{peak_dbfs} dBFS: {spans:?}"
+        );
     }
 }
 
@@ -179,9 +197,16 @@ fn speech_between_20_s_of_silence_or_line_noise() {
         assert_eq!(found.len(), 1, "noise {with_noise}: {spans:?}");
         // Within the clip (20.0–22.79 s) and its padding, covering every syllable.
         let (s, e) = spans[0];
-        assert!(s >= 20.0 - 0.2 && e <= 22.79 + 0.2, "noise {with_noise}: {spans:?}");
+        assert!(
+            s >= 20.0 - 0.2 && e <= 22.79 + 0.2,
+            "noise {with_noise}: {spans:?}"
+        );
         let loud: Vec<usize> = loud_frames(&clean).iter().map(|f| f + lead).collect();
-        assert_eq!(coverage(&loud, &found), 1.0, "noise {with_noise}: {spans:?}");
+        assert_eq!(
+            coverage(&loud, &found),
+            1.0,
+            "noise {with_noise}: {spans:?}"
+        );
         eprintln!("goforward between 20 s of silence (line noise: {with_noise}): {spans:?}");
     }
 }
@@ -224,9 +249,14 @@ fn eval_recordings_are_covered_clean_and_in_noise() {
         // Every syllable; the JFK clip ends in 0.2 s of applause (3 % of its loud frames).
         let clean = coverage(&loud, &found);
         assert!(clean >= 0.97, "{name}: {clean:.3} {:?}", seconds(&found));
-        let noisy = coverage(&loud, &regions(&with_white_noise(samples, samples, 10.0, &mut rng)));
+        let noisy = coverage(
+            &loud,
+            &regions(&with_white_noise(samples, samples, 10.0, &mut rng)),
+        );
         assert!(noisy >= 0.9, "{name} at 10 dB SNR: {noisy:.3}");
-        eprintln!("{name:48} syllables covered: clean {clean:.3}, white noise 10 dB SNR {noisy:.3}");
+        eprintln!(
+            "{name:48} syllables covered: clean {clean:.3}, white noise 10 dB SNR {noisy:.3}"
+        );
         clean_sum += clean;
         noisy_sum += noisy;
     }
@@ -252,7 +282,11 @@ fn long_channel(minutes: usize) -> Vec<f32> {
         let pause = SECOND + (rng.uniform() * 7.0 * SECOND as f32) as usize;
         out.extend((0..pause).map(|_| 0.001 * rng.gaussian()));
         let gain = 0.3 + rng.uniform();
-        out.extend(speech[k % speech.len()].iter().map(|v| v * gain + 0.001 * rng.gaussian()));
+        out.extend(
+            speech[k % speech.len()]
+                .iter()
+                .map(|v| v * gain + 0.001 * rng.gaussian()),
+        );
         k += 1;
     }
     out.truncate(total);
@@ -275,7 +309,10 @@ fn five_minutes_take_well_under_1_percent_of_real_time() {
     assert!(found.len() > 20);
     let out = chunks(&samples, &found, CHUNK_SAMPLES);
     assert!(out.iter().all(|c| c.end - c.start <= CHUNK_SAMPLES));
-    assert_eq!(out.iter().map(|c| c.regions.len()).sum::<usize>(), found.len());
+    assert_eq!(
+        out.iter().map(|c| c.regions.len()).sum::<usize>(),
+        found.len()
+    );
 }
 
 /// The figure quoted in `vad`'s documentation; an hour of samples is 230 MB, so not by default.
@@ -298,37 +335,4 @@ fn one_hour() {
         out.len()
     );
     assert!(fraction < 0.01);
-}
-
-#[test]
-#[ignore]
-fn scratch_tune() {
-    let recordings = eval_recordings();
-    for (th, rel) in [(9.0, 6.0), (9.0, 5.0), (8.0, 5.0), (8.0, 6.0), (10.0, 6.0)] {
-        let options = VadOptions { threshold_db: th, release_db: rel, ..VadOptions::default() };
-        for snr in [100.0, 10.0, 5.0] {
-            let mut rng = Rng(12);
-            let mut sum = 0.0;
-            let mut worst = 1.0f32;
-            let mut frac = 0.0;
-            for (_, samples) in &recordings {
-                let loud = loud_frames(samples);
-                let noisy = with_white_noise(samples, samples, snr, &mut rng);
-                let found = speech_regions(&noisy, &options);
-                let c = coverage(&loud, &found);
-                sum += c;
-                worst = worst.min(c);
-                frac += found.iter().map(|r| r.len()).sum::<usize>() as f32 / samples.len() as f32;
-            }
-            let n = recordings.len() as f32;
-            eprintln!("th {th} rel {rel} snr {snr}: mean {:.3} worst {:.3} region frac {:.3}", sum / n, worst, frac / n);
-        }
-        let clean = goforward_samples();
-        let speech = &clean[SECOND / 2..2_250 * SECOND / 1000];
-        for seed in 1..=5 {
-            let noisy = with_white_noise(&clean, speech, 10.0, &mut Rng(seed));
-            eprint!(" {:?}", seconds(&speech_regions(&noisy, &options)));
-        }
-        eprintln!();
-    }
 }

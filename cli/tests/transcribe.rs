@@ -1,0 +1,110 @@
+//! `callscript transcribe` as a user runs it: formats, output files, stereo, and one bad file
+//! among good ones.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn repo(relative: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(relative)
+}
+
+fn model() -> String {
+    let dir = repo("models/whisper-tiny.en");
+    assert!(
+        dir.join("model.bin").is_file(),
+        "{} is missing: run scripts/fetch-models first",
+        dir.display()
+    );
+    dir.display().to_string()
+}
+
+fn transcribe(args: &[&str]) -> (i32, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_callscript"))
+        .arg("transcribe")
+        .args(["--model", &model()])
+        .args(args)
+        .env_remove("CALLSCRIPT_MODEL")
+        .env_remove("CALLSCRIPT_DEVICE")
+        .output()
+        .expect("run callscript");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn fixture(name: &str) -> String {
+    repo("fixtures/audio").join(name).display().to_string()
+}
+
+#[test]
+fn one_file_as_text_srt_vtt_and_json() {
+    let goforward = fixture("goforward.wav");
+    let (code, stdout, stderr) = transcribe(&[&goforward]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout, "Go forward 10 meters.\n");
+
+    let (code, srt, _) = transcribe(&["--format", "srt", &goforward]);
+    assert_eq!(code, 0);
+    let lines: Vec<&str> = srt.lines().collect();
+    assert_eq!(lines[0], "1");
+    assert!(lines[1].starts_with("00:00:00,") && lines[1].contains(" --> 00:00:0"), "{srt}");
+    assert_eq!(lines[2], "Go forward 10 meters.");
+
+    let (code, vtt, _) = transcribe(&["--format", "vtt", &goforward]);
+    assert_eq!(code, 0);
+    assert!(vtt.starts_with("WEBVTT\n\n00:00:00."), "{vtt}");
+
+    let (code, json, _) = transcribe(&["--format", "json", &goforward]);
+    assert_eq!(code, 0);
+    let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let segment = &value["channels"][0]["segments"][0];
+    assert_eq!(segment["text"], " Go forward 10 meters.");
+    assert!(segment["avg_logprob"].as_f64().unwrap() < 0.0);
+    assert!(segment["no_speech_prob"].as_f64().unwrap() < 0.5);
+    assert!(segment["end"].as_f64().unwrap() > segment["start"].as_f64().unwrap());
+}
+
+#[test]
+fn stereo_is_per_channel_and_a_bad_file_does_not_stop_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let corrupt = dir.path().join("corrupt.wav");
+    std::fs::write(&corrupt, b"RIFF\x10\x00\x00\x00WAVEnot really audio").unwrap();
+    let out = dir.path().join("out");
+    let (code, stdout, stderr) = transcribe(&[
+        "--format",
+        "srt",
+        "--output-dir",
+        out.to_str().unwrap(),
+        &fixture("faster_whisper_stereo_diarization.wav"),
+        corrupt.to_str().unwrap(),
+        &fixture("goforward.wav"),
+    ]);
+    assert_eq!(code, 1);
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(stderr.contains("corrupt.wav"), "{stderr}");
+    assert!(stderr.contains("1 of 3 files failed"), "{stderr}");
+
+    let stereo = std::fs::read_to_string(out.join("faster_whisper_stereo_diarization.wav.srt")).unwrap();
+    assert!(stereo.contains("[ch 1] He began a confused complaint"), "{stereo}");
+    assert!(stereo.contains("[ch 2] The horizon seems extremely distant."), "{stereo}");
+    let mono = std::fs::read_to_string(out.join("goforward.wav.srt")).unwrap();
+    assert!(mono.contains("Go forward 10 meters."), "{mono}");
+    assert!(!out.join("corrupt.wav.srt").exists());
+}
+
+#[test]
+fn a_missing_model_or_device_is_named() {
+    let output = Command::new(env!("CARGO_BIN_EXE_callscript"))
+        .args(["transcribe", "--model", "/nonexistent/model", &fixture("goforward.wav")])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr.contains("/nonexistent/model"), "{stderr}");
+
+    let (code, _, stderr) = transcribe(&["--device", "tpu", &fixture("goforward.wav")]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("unknown device \"tpu\""), "{stderr}");
+}

@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn repo(relative: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(relative)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(relative)
 }
 
 fn model() -> String {
@@ -49,7 +51,10 @@ fn one_file_as_text_srt_vtt_and_json() {
     assert_eq!(code, 0);
     let lines: Vec<&str> = srt.lines().collect();
     assert_eq!(lines[0], "1");
-    assert!(lines[1].starts_with("00:00:00,") && lines[1].contains(" --> 00:00:0"), "{srt}");
+    assert!(
+        lines[1].starts_with("00:00:00,") && lines[1].contains(" --> 00:00:0"),
+        "{srt}"
+    );
     assert_eq!(lines[2], "Go forward 10 meters.");
 
     let (code, vtt, _) = transcribe(&["--format", "vtt", &goforward]);
@@ -86,9 +91,16 @@ fn stereo_is_per_channel_and_a_bad_file_does_not_stop_the_rest() {
     assert!(stderr.contains("corrupt.wav"), "{stderr}");
     assert!(stderr.contains("1 of 3 files failed"), "{stderr}");
 
-    let stereo = std::fs::read_to_string(out.join("faster_whisper_stereo_diarization.wav.srt")).unwrap();
-    assert!(stereo.contains("[ch 1] He began a confused complaint"), "{stereo}");
-    assert!(stereo.contains("[ch 2] The horizon seems extremely distant."), "{stereo}");
+    let stereo =
+        std::fs::read_to_string(out.join("faster_whisper_stereo_diarization.wav.srt")).unwrap();
+    assert!(
+        stereo.contains("[ch 1] He began a confused complaint"),
+        "{stereo}"
+    );
+    assert!(
+        stereo.contains("[ch 2] The horizon seems extremely distant."),
+        "{stereo}"
+    );
     let mono = std::fs::read_to_string(out.join("goforward.wav.srt")).unwrap();
     assert!(mono.contains("Go forward 10 meters."), "{mono}");
     assert!(!out.join("corrupt.wav.srt").exists());
@@ -97,7 +109,12 @@ fn stereo_is_per_channel_and_a_bad_file_does_not_stop_the_rest() {
 #[test]
 fn a_missing_model_or_device_is_named() {
     let output = Command::new(env!("CARGO_BIN_EXE_callscript"))
-        .args(["transcribe", "--model", "/nonexistent/model", &fixture("goforward.wav")])
+        .args([
+            "transcribe",
+            "--model",
+            "/nonexistent/model",
+            &fixture("goforward.wav"),
+        ])
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);

@@ -27,7 +27,7 @@ use realfft::num_complex::Complex;
 use realfft::{RealFftPlanner, RealToComplex};
 
 /// Whisper's sample rate.
-pub const SAMPLE_RATE: usize = 16_000;
+pub const SAMPLE_RATE: usize = crate::audio::TARGET_SAMPLE_RATE as usize;
 /// FFT size (25 ms).
 pub const N_FFT: usize = 400;
 /// Hop between frames (10 ms).

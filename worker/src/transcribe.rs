@@ -18,9 +18,6 @@ use crate::mel::{LogMel, MelExtractor, HOP_LENGTH, SAMPLE_RATE, WINDOW_FRAMES};
 use crate::transcript::{ChannelTranscript, Segment, Transcript};
 use crate::vad::{self, VadOptions};
 
-/// The longest chunk: one encoder window.
-const MAX_CHUNK_SAMPLES: usize = WINDOW_FRAMES * HOP_LENGTH;
-
 /// Frames per second of log-mel features.
 const FRAMES_PER_SECOND: f64 = (SAMPLE_RATE / HOP_LENGTH) as f64;
 
@@ -193,7 +190,7 @@ impl Transcriber {
                 let spans: Vec<(usize, usize)> = match &self.options.vad {
                     Some(options) => {
                         let regions = vad::speech_regions(samples, options);
-                        vad::chunks(samples, &regions, MAX_CHUNK_SAMPLES)
+                        vad::chunks(samples, &regions, vad::CHUNK_SAMPLES)
                             .into_iter()
                             .map(|chunk| (chunk.start, chunk.end))
                             .collect()

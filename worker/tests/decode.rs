@@ -230,7 +230,11 @@ fn multilingual_model_detects_english() {
             ..DecodeOptions::greedy_once()
         },
     );
-    let result = decode(&mut decoder, "base, language detected", &goforward_samples());
+    let result = decode(
+        &mut decoder,
+        "base, language detected",
+        &goforward_samples(),
+    );
     assert_eq!(result.language, "en");
     assert_eq!(normalize(&result.text), "go forward 10 meters");
 }
@@ -251,7 +255,10 @@ fn beam_search_and_timestamps() {
     assert!(result.tokens[0] >= begin, "{:?}", result.tokens);
     let (segments, _) = decoder.segments(&result.tokens, 2.786);
     assert_eq!(segments.len(), 1, "{segments:?}");
-    assert!(segments[0].start < 0.6 && (2.0..=2.8).contains(&segments[0].end), "{segments:?}");
+    assert!(
+        segments[0].start < 0.6 && (2.0..=2.8).contains(&segments[0].end),
+        "{segments:?}"
+    );
 }
 
 #[test]
@@ -267,12 +274,20 @@ fn failing_thresholds_fall_back_through_every_temperature() {
             ..DecodeOptions::default()
         },
     );
-    let result = decode(&mut decoder, "tiny.en forced fallback", &goforward_samples());
+    let result = decode(
+        &mut decoder,
+        "tiny.en forced fallback",
+        &goforward_samples(),
+    );
     assert!(result.avg_logprob < 0.0);
     // The likeliest attempt is kept (log-probabilities at a sampling temperature are of the
     // sharpened distribution, as CTranslate2 scores them, so a sample may win).
     assert!([0.0, 0.5, 1.0].contains(&result.temperature));
-    assert!(normalize(&result.text).contains("forward"), "{}", result.text);
+    assert!(
+        normalize(&result.text).contains("forward"),
+        "{}",
+        result.text
+    );
 }
 
 #[test]

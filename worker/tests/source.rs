@@ -6,11 +6,11 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use callscript_worker::ct2::{Ct2Model, WhisperConfig, WhisperDims};
+use callscript_worker::model::Whisper;
 use callscript_worker::source::{
     read_hf_config, required_tensors, HubCache, LoadedModel, ModelFormat, ModelSource, SourceError,
 };
 use candle_core::{DType, Device, Tensor};
-use callscript_worker::model::Whisper;
 use common::model_dir;
 use serde_json::{json, Value};
 

@@ -80,7 +80,11 @@ fn eval_recordings_stay_accurate_and_batching_changes_nothing() {
 
     let start = Instant::now();
     let batched = run(&mut transcriber, &recordings);
-    eprintln!("{} recordings batched in {:?}", recordings.len(), start.elapsed());
+    eprintln!(
+        "{} recordings batched in {:?}",
+        recordings.len(),
+        start.elapsed()
+    );
     let mut errors = WordErrors::default();
     for ((recording, reference), transcript) in set.iter().zip(&batched) {
         let file_errors = word_errors(reference, &transcript.text());

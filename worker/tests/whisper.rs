@@ -48,13 +48,7 @@ fn tiny_en_encoder_matches_ctranslate2() {
     let (positions, width) = (shape[0], shape[1]);
 
     let loaded = load("whisper-tiny.en");
-    let model = Whisper::new(
-        loaded.dims,
-        &loaded.tensors,
-        DType::F32,
-        &Device::Cpu,
-    )
-    .unwrap();
+    let model = Whisper::new(loaded.dims, &loaded.tensors, DType::F32, &Device::Cpu).unwrap();
     let input = mel_input(1, DType::F32);
     let start = Instant::now();
     let encoded = model.encode(&input).unwrap();
@@ -73,20 +67,8 @@ fn tiny_en_encoder_matches_ctranslate2() {
 #[test]
 fn cpu_kernels_and_generic_ops_agree() {
     let loaded = load("whisper-tiny.en");
-    let fast = Whisper::new(
-        loaded.dims,
-        &loaded.tensors,
-        DType::F32,
-        &Device::Cpu,
-    )
-    .unwrap();
-    let generic = Whisper::new(
-        loaded.dims,
-        &loaded.tensors,
-        DType::F64,
-        &Device::Cpu,
-    )
-    .unwrap();
+    let fast = Whisper::new(loaded.dims, &loaded.tensors, DType::F32, &Device::Cpu).unwrap();
+    let generic = Whisper::new(loaded.dims, &loaded.tensors, DType::F64, &Device::Cpu).unwrap();
 
     let encoded_fast = fast.encode(&mel_input(1, DType::F32)).unwrap();
     let encoded_generic = generic.encode(&mel_input(1, DType::F64)).unwrap();
@@ -126,13 +108,7 @@ fn base_encodes_a_batch_row_by_row() {
         ),
         (512, 6, 8)
     );
-    let model = Whisper::new(
-        loaded.dims,
-        &loaded.tensors,
-        DType::F32,
-        &Device::Cpu,
-    )
-    .unwrap();
+    let model = Whisper::new(loaded.dims, &loaded.tensors, DType::F32, &Device::Cpu).unwrap();
     let encoded = model.encode(&mel_input(2, DType::F32)).unwrap();
     assert_eq!(encoded.dims(), &[2, 1500, 512]);
     let first = to_vec(&encoded.i(0).unwrap());

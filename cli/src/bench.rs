@@ -754,30 +754,6 @@ fn asr(args: AsrArgs) -> Result<()> {
         .find(|r| !r.is_ours() && r.mode == FW_COMPUTE_TYPES[0]);
     let table = rows(&runs, reference);
 
-    let differing = differing_files(&runs[0], &runs[1]);
-    if !differing.is_empty() {
-        eprintln!(
-            "note: batched and sequential texts differ for {} of {} files{}",
-            differing.len(),
-            utterances.len(),
-            if args.verbose {
-                ":"
-            } else {
-                " (--verbose shows them)"
-            }
-        );
-        if args.verbose {
-            for i in &differing {
-                eprintln!("  {}", utterances[*i].name);
-                eprintln!("    sequential: {}", normalized(&runs[0].files[*i].text));
-                eprintln!("    batched:    {}", normalized(&runs[1].files[*i].text));
-            }
-        }
-    }
-    if args.verbose {
-        print_differences(utterances, &runs[0], reference);
-    }
-
     let vad = if args.no_vad { "off" } else { "on" };
     println!(
         "{} files, {:.1} s of audio ({}); model {}, device {}, language {}, {threads} threads, \
@@ -808,6 +784,29 @@ fn asr(args: AsrArgs) -> Result<()> {
          normalizer on both engines' texts"
     );
     print!("{}", render_table(&table));
+    let differing = differing_files(&runs[0], &runs[1]);
+    if !differing.is_empty() {
+        println!(
+            "note: batched and sequential texts differ for {} of {} files{}",
+            differing.len(),
+            utterances.len(),
+            if args.verbose {
+                ":"
+            } else {
+                " (--verbose shows them)"
+            }
+        );
+        if args.verbose {
+            for i in &differing {
+                println!("  {}", utterances[*i].name);
+                println!("    sequential: {}", normalized(&runs[0].files[*i].text));
+                println!("    batched:    {}", normalized(&runs[1].files[*i].text));
+            }
+        }
+    }
+    if args.verbose {
+        print_differences(utterances, &runs[0], reference);
+    }
 
     if let Some(path) = &args.json {
         let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
@@ -854,6 +853,13 @@ fn differing_files(a: &EngineRun, b: &EngineRun) -> Vec<usize> {
 /// Ours against faster-whisper float32's, file by file, where the texts differ; without
 /// faster-whisper, ours where it has errors.
 fn print_differences(utterances: &[Utterance], ours: &EngineRun, reference: Option<&EngineRun>) {
+    match reference {
+        Some(_) => println!(
+            "files where callscript (sequential) and faster-whisper float32 differ, normalized:"
+        ),
+        None => println!("files where callscript (sequential) has errors, normalized:"),
+    }
+    let mut shown = 0;
     for (i, utterance) in utterances.iter().enumerate() {
         let our = &ours.files[i];
         let theirs = reference.map(|r| &r.files[i]);
@@ -864,6 +870,7 @@ fn print_differences(utterances: &[Utterance], ours: &EngineRun, reference: Opti
         if !differs {
             continue;
         }
+        shown += 1;
         println!("{} (line {})", utterance.name, utterance.line);
         println!("  reference:      {}", normalized(&utterance.reference));
         let e = our.errors();
@@ -882,6 +889,9 @@ fn print_differences(utterances: &[Utterance], ours: &EngineRun, reference: Opti
                 e.reference_words
             );
         }
+    }
+    if shown == 0 {
+        println!("  (none)");
     }
 }
 

@@ -967,9 +967,9 @@ mod tests {
 
     #[test]
     fn timestamps_pair_up_and_never_go_back() {
-        // Text favoured, so the probability-mass rule does not force timestamps.
+        // Text and the end favoured, so the probability-mass rule does not force timestamps.
         let mut logits = vec![0.0; VOCAB];
-        logits[..EOT as usize].fill(10.0);
+        logits[..=EOT as usize].fill(10.0);
         // After the opening <|0.20|>: text, not another timestamp.
         let ok = allowed(&[BEGIN + 10], &logits);
         assert!(ok.contains(&3));

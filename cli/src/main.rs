@@ -14,7 +14,11 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("CALLSCRIPT_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                // symphonia warns about container quirks it recovers from (junk bytes before
+                // an MP4 box); a user cannot act on those.
+                .unwrap_or_else(|_| {
+                    tracing_subscriber::EnvFilter::new("warn,symphonia_core=error")
+                }),
         )
         .with_writer(std::io::stderr)
         .init();

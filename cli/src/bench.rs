@@ -785,7 +785,12 @@ fn asr(args: AsrArgs) -> Result<()> {
     );
     print!("{}", render_table(&table));
     let differing = differing_files(&runs[0], &runs[1]);
-    if !differing.is_empty() {
+    if differing.is_empty() {
+        println!(
+            "batched and sequential: identical texts for all {} files",
+            utterances.len()
+        );
+    } else {
         println!(
             "note: batched and sequential texts differ for {} of {} files{}",
             differing.len(),

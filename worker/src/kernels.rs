@@ -7,7 +7,7 @@
 //! cores busy), and the erf GELU 8 ms. So:
 //!
 //! - [`attention`] computes `softmax(q·kᵀ·scale)·v` per (batch row, head, block of queries) in
-//!   one rayon task: two single-threaded gemm calls on a block small enough to stay in cache,
+//!   one rayon task: two single-threaded gemm calls on a block of queries,
 //!   with a vectorised softmax in between. Queries, keys and values are read in place through
 //!   their strides, so the fused q/k/v projection is never copied into per-head tensors.
 //! - [`gelu_erf`] applies the exact (erf) GELU, which Whisper and CTranslate2 use, with a

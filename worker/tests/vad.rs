@@ -4,10 +4,15 @@
 //! "Speech" to be covered is measured from the recording itself: the 20 ms frames whose
 //! pre-emphasized energy (which ignores rumble and DC) is within 20 dB of the loudest frame,
 //! that is the syllable nuclei.
+//!
+//! The coded variants (Opus, MP3, µ-law, telephone band) are made from the fixtures with ffmpeg
+//! (Debian package `ffmpeg`) in a temporary directory, as `tests/audio.rs` does.
 
+use std::path::Path;
+use std::process::Command;
 use std::time::Instant;
 
-use callscript_worker::audio::{decode, AudioLimits};
+use callscript_worker::audio::{decode, AudioError, AudioLimits};
 use callscript_worker::vad::{chunks, speech_regions, SpeechRegion, VadOptions, CHUNK_SAMPLES};
 use common::{audio_fixture, goforward_samples, read, repo_path};
 
@@ -335,4 +340,255 @@ fn one_hour() {
         out.len()
     );
     assert!(fraction < 0.01);
+}
+
+/// Runs ffmpeg with the input options `input` (a file, or a `lavfi` source) and the output
+/// options `args`, writing `output_name` in `dir`; returns its path.
+fn ffmpeg(dir: &Path, input: &[&str], args: &[&str], output_name: &str) -> std::path::PathBuf {
+    let output = dir.join(output_name);
+    let result = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-y"])
+        .args(input)
+        .args(args)
+        .arg(&output)
+        .output()
+        .expect("ffmpeg must be installed (Debian package `ffmpeg`)");
+    assert!(
+        result.status.success(),
+        "ffmpeg {input:?} {args:?} → {output_name} failed: {}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    output
+}
+
+/// `path` decoded by ffmpeg to 16 kHz mono `f32`: for what `decode` refuses as silent.
+fn ffmpeg_decode_16k_mono(path: &Path) -> Vec<f32> {
+    let result = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-i"])
+        .arg(path)
+        .args(["-f", "f32le", "-ac", "1", "-ar", "16000", "-"])
+        .output()
+        .expect("ffmpeg must be installed (Debian package `ffmpeg`)");
+    assert!(result.status.success(), "ffmpeg decoding {path:?} failed");
+    result
+        .stdout
+        .chunks_exact(4)
+        .map(|bytes| f32::from_le_bytes(bytes.try_into().unwrap()))
+        .collect()
+}
+
+/// A lossy or telephone coding of the call path: its name, the file extension, an audio filter
+/// to apply first (if any) and ffmpeg's output options.
+struct Coding {
+    name: &'static str,
+    extension: &'static str,
+    filter: Option<&'static str>,
+    args: &'static [&'static str],
+}
+
+/// LiveKit egress's Ogg/Opus at low and usual bitrates, a low-bitrate MP3, G.711 µ-law, 8 kHz
+/// Opus at a telephone bitrate, and GSM-like 300–3400 Hz band-limited speech.
+const CODINGS: [Coding; 7] = [
+    Coding {
+        name: "Opus 24 kbit/s",
+        extension: "opus",
+        filter: None,
+        args: &["-c:a", "libopus", "-b:a", "24k"],
+    },
+    Coding {
+        name: "Opus 24 kbit/s voip",
+        extension: "opus",
+        filter: None,
+        args: &["-c:a", "libopus", "-b:a", "24k", "-application", "voip"],
+    },
+    Coding {
+        name: "MP3 32 kbit/s",
+        extension: "mp3",
+        filter: None,
+        args: &["-c:a", "libmp3lame", "-b:a", "32k"],
+    },
+    Coding {
+        name: "Opus 64 kbit/s",
+        extension: "opus",
+        filter: None,
+        args: &["-c:a", "libopus", "-b:a", "64k"],
+    },
+    Coding {
+        name: "8 kHz µ-law",
+        extension: "wav",
+        filter: None,
+        args: &["-ar", "8000", "-c:a", "pcm_mulaw"],
+    },
+    Coding {
+        name: "8 kHz Opus 12 kbit/s voip",
+        extension: "opus",
+        filter: None,
+        args: &[
+            "-ar",
+            "8000",
+            "-c:a",
+            "libopus",
+            "-b:a",
+            "12k",
+            "-application",
+            "voip",
+        ],
+    },
+    Coding {
+        name: "300–3400 Hz band",
+        extension: "wav",
+        filter: Some("highpass=300,lowpass=3400"),
+        args: &[],
+    },
+];
+
+impl Coding {
+    /// `input` coded, with `pre` (e.g. a channel pick) filtered in before the coding's filter;
+    /// decoded back (`decode`; ffmpeg where `decode` refuses it as silent).
+    fn apply(&self, dir: &Path, input: &[&str], pre: Option<&str>, name: &str) -> Vec<Vec<f32>> {
+        let filter: Vec<&str> = pre.into_iter().chain(self.filter).collect();
+        let filter = filter.join(",");
+        let mut args: Vec<&str> = Vec::new();
+        if !filter.is_empty() {
+            args.extend(["-af", &filter]);
+        }
+        args.extend(self.args);
+        let output_name = format!("{name}.{}", self.extension);
+        let path = ffmpeg(dir, input, &args, &output_name);
+        match decode(&read(&path), Some(self.extension), &AudioLimits::default()) {
+            Ok(audio) => audio.channels,
+            Err(AudioError::Silent { .. }) => vec![ffmpeg_decode_16k_mono(&path)],
+            Err(e) => panic!("{}: {output_name}: {e}", self.name),
+        }
+    }
+}
+
+/// Asserts that `found` is one region within 0.3 s of `original`'s at both ends, covering
+/// every syllable of `clean` (the uncoded channel).
+fn assert_like_original(what: &str, found: &[SpeechRegion], original: SpeechRegion, clean: &[f32]) {
+    let spans = seconds(found);
+    let tolerance = 3 * SECOND / 10;
+    assert_eq!(found.len(), 1, "{what}: {spans:?}");
+    assert!(
+        found[0].start.abs_diff(original.start) <= tolerance
+            && found[0].end.abs_diff(original.end) <= tolerance,
+        "{what}: {spans:?}, uncoded {:?}",
+        seconds(&[original])
+    );
+    assert_eq!(
+        coverage(&loud_frames(clean), found),
+        1.0,
+        "{what}: {spans:?}"
+    );
+}
+
+/// Low-bitrate codecs band-limit the speech, replace its harmonics above 2–3 kHz with noise
+/// (noise filling, spreading, coarse LPC excitation) and flatten its spectral change; the
+/// speech must still be found, where the uncoded speech is.
+#[test]
+fn speech_is_found_after_lossy_and_telephone_coding() {
+    let dir = tempfile::tempdir().unwrap();
+    let stereo = audio_fixture("faster_whisper_stereo_diarization.wav");
+    let stereo = stereo.to_str().unwrap();
+    let clean = decode(
+        &read(Path::new(stereo)),
+        Some("wav"),
+        &AudioLimits::default(),
+    )
+    .unwrap()
+    .channels;
+    let original: Vec<SpeechRegion> = clean
+        .iter()
+        .map(|samples| {
+            let found = regions(samples);
+            assert_eq!(found.len(), 1, "{:?}", seconds(&found));
+            found[0]
+        })
+        .collect();
+    let goforward = audio_fixture("goforward.wav");
+    let goforward = goforward.to_str().unwrap();
+    let goforward_clean = goforward_samples();
+    let goforward_original = regions(&goforward_clean);
+    assert_eq!(goforward_original.len(), 1);
+
+    for (k, coding) in CODINGS.iter().enumerate() {
+        // Both channels in one stereo file, as egress writes a room (at 8 kHz and 12 kbit/s
+        // libopus codes stereo as one channel, so that one only per channel)...
+        if coding.args.iter().all(|&a| a != "12k") {
+            let coded = coding.apply(dir.path(), &["-i", stereo], None, &format!("stereo{k}"));
+            assert_eq!(coded.len(), 2, "{}", coding.name);
+            for (channel, samples) in coded.iter().enumerate() {
+                let found = regions(samples);
+                let what = format!("{} stereo, channel {channel}", coding.name);
+                assert_like_original(&what, &found, original[channel], &clean[channel]);
+                eprintln!("{what}: {:?}", seconds(&found));
+            }
+        }
+        // ...each channel alone, as a track per participant...
+        for (channel, clean) in clean.iter().enumerate() {
+            let pick = format!("pan=mono|c0=c{channel}");
+            let coded = coding.apply(
+                dir.path(),
+                &["-i", stereo],
+                Some(&pick),
+                &format!("channel{channel}_{k}"),
+            );
+            let found = regions(&coded[0]);
+            let what = format!("{} mono, channel {channel}", coding.name);
+            assert_like_original(&what, &found, original[channel], clean);
+            eprintln!("{what}: {:?}", seconds(&found));
+        }
+        // ...and the mono fixture.
+        let coded = coding.apply(
+            dir.path(),
+            &["-i", goforward],
+            None,
+            &format!("goforward{k}"),
+        );
+        let found = regions(&coded[0]);
+        let what = format!("{} goforward", coding.name);
+        assert_like_original(&what, &found, goforward_original[0], &goforward_clean);
+        eprintln!("{what}: {:?}", seconds(&found));
+    }
+}
+
+/// Lossy coding does not make speech of noise or of silence: 20 s of white and pink noise, at
+/// a line's level and a quiet one, and digital silence, through every coding.
+#[test]
+fn lossy_coding_of_noise_and_silence_is_not_speech() {
+    let dir = tempfile::tempdir().unwrap();
+    let sources = [
+        ("white noise", "anoisesrc=d=20:c=white:r=16000:a=0.1:seed=1"),
+        ("pink noise", "anoisesrc=d=20:c=pink:r=16000:a=0.1:seed=2"),
+        (
+            "quiet white noise",
+            "anoisesrc=d=20:c=white:r=16000:a=0.003:seed=3",
+        ),
+        (
+            "quiet pink noise",
+            "anoisesrc=d=20:c=pink:r=16000:a=0.003:seed=4",
+        ),
+        ("digital silence", "anullsrc=r=16000:cl=mono:d=20"),
+    ];
+    for (s, (source_name, source)) in sources.iter().enumerate() {
+        let input = ["-f", "lavfi", "-i", source];
+        for (k, coding) in CODINGS.iter().enumerate() {
+            let coded = coding.apply(dir.path(), &input, None, &format!("noise{s}_{k}"));
+            assert!(
+                coded[0].len() >= 19 * SECOND,
+                "{source_name}, {}: {} samples",
+                coding.name,
+                coded[0].len()
+            );
+            for samples in &coded {
+                let found = regions(samples);
+                assert!(
+                    found.is_empty(),
+                    "{source_name}, {}: {:?}",
+                    coding.name,
+                    seconds(&found)
+                );
+            }
+        }
+    }
 }

@@ -377,24 +377,90 @@ fn split_heads(x: &Tensor, parts: usize, heads: usize) -> Result<Vec<Tensor>> {
     (0..parts).map(|p| x.i((.., .., p))).collect()
 }
 
+/// Pre-norm self-attention with fused q/k/v, as both stacks have it.
 #[derive(Debug)]
-struct EncoderLayer {
-    attn_ln: LayerNorm,
+struct SelfAttention {
+    ln: LayerNorm,
     qkv: Linear,
     out: Linear,
-    mlp_ln: LayerNorm,
+}
+
+impl SelfAttention {
+    fn new(w: &Weights, prefix: &str, d: usize) -> Result<SelfAttention> {
+        Ok(SelfAttention {
+            ln: w.layer_norm(&format!("{prefix}.self_attn_layer_norm"), d)?,
+            qkv: w.fused(
+                &format!("{prefix}.self_attn"),
+                &["q_proj", "k_proj", "v_proj"],
+                d,
+            )?,
+            out: w.linear(&format!("{prefix}.self_attn.out_proj"), d, d)?,
+        })
+    }
+
+    /// `x + attention(ln(x))`; with a `cache` (the decoder), the new keys and values are
+    /// appended to it and attention is causal.
+    fn forward(
+        &self,
+        x: &Tensor,
+        heads: usize,
+        cache: Option<&mut Option<(Tensor, Tensor)>>,
+    ) -> Result<Tensor> {
+        let qkv = self.qkv.forward(&self.ln.forward(x)?)?;
+        let parts = split_heads(&qkv, 3, heads)?;
+        let attended = match cache {
+            None => attention(&parts[0], &parts[1], &parts[2], false)?,
+            Some(cache) => {
+                let (k, v) = match cache.take() {
+                    None => (parts[1].contiguous()?, parts[2].contiguous()?),
+                    // Contiguous parts keep the cache contiguous (Candle's `cat` of a strided
+                    // view returns a transposed view), as `DecoderState::select` needs.
+                    Some((k, v)) => (
+                        Tensor::cat(&[&k, &parts[1].contiguous()?], 1)?,
+                        Tensor::cat(&[&v, &parts[2].contiguous()?], 1)?,
+                    ),
+                };
+                let attended = attention(&parts[0], &k, &v, true)?;
+                *cache = Some((k, v));
+                attended
+            }
+        };
+        x + self.out.forward(&attended)?
+    }
+}
+
+/// Pre-norm feed-forward block: `x + fc2(gelu(fc1(ln(x))))`.
+#[derive(Debug)]
+struct Mlp {
+    ln: LayerNorm,
     fc1: Linear,
     fc2: Linear,
 }
 
+impl Mlp {
+    fn new(w: &Weights, prefix: &str, d: usize) -> Result<Mlp> {
+        Ok(Mlp {
+            ln: w.layer_norm(&format!("{prefix}.final_layer_norm"), d)?,
+            fc1: w.linear(&format!("{prefix}.fc1"), 4 * d, d)?,
+            fc2: w.linear(&format!("{prefix}.fc2"), d, 4 * d)?,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let h = gelu(&self.fc1.forward(&self.ln.forward(x)?)?)?;
+        x + self.fc2.forward(&h)?
+    }
+}
+
+#[derive(Debug)]
+struct EncoderLayer {
+    attention: SelfAttention,
+    mlp: Mlp,
+}
+
 impl EncoderLayer {
     fn forward(&self, x: &Tensor, heads: usize) -> Result<Tensor> {
-        let qkv = self.qkv.forward(&self.attn_ln.forward(x)?)?;
-        let parts = split_heads(&qkv, 3, heads)?;
-        let attended = attention(&parts[0], &parts[1], &parts[2], false)?;
-        let x = (x + self.out.forward(&attended)?)?;
-        let h = gelu(&self.fc1.forward(&self.mlp_ln.forward(&x)?)?)?;
-        x + self.fc2.forward(&h)?
+        self.mlp.forward(&self.attention.forward(x, heads, None)?)
     }
 }
 
@@ -416,16 +482,8 @@ impl Encoder {
             .map(|n| {
                 let p = format!("model.encoder.layers.{n}");
                 Ok(EncoderLayer {
-                    attn_ln: w.layer_norm(&format!("{p}.self_attn_layer_norm"), d)?,
-                    qkv: w.fused(
-                        &format!("{p}.self_attn"),
-                        &["q_proj", "k_proj", "v_proj"],
-                        d,
-                    )?,
-                    out: w.linear(&format!("{p}.self_attn.out_proj"), d, d)?,
-                    mlp_ln: w.layer_norm(&format!("{p}.final_layer_norm"), d)?,
-                    fc1: w.linear(&format!("{p}.fc1"), 4 * d, d)?,
-                    fc2: w.linear(&format!("{p}.fc2"), d, 4 * d)?,
+                    attention: SelfAttention::new(w, &p, d)?,
+                    mlp: Mlp::new(w, &p, d)?,
                 })
             })
             .collect::<Result<_>>()?;
@@ -456,16 +514,12 @@ impl Encoder {
 
 #[derive(Debug)]
 struct DecoderLayer {
-    attn_ln: LayerNorm,
-    qkv: Linear,
-    out: Linear,
+    attention: SelfAttention,
     cross_ln: LayerNorm,
     cross_q: Linear,
     cross_kv: Linear,
     cross_out: Linear,
-    mlp_ln: LayerNorm,
-    fc1: Linear,
-    fc2: Linear,
+    mlp: Mlp,
 }
 
 impl DecoderLayer {
@@ -486,20 +540,7 @@ impl DecoderLayer {
         heads: usize,
     ) -> Result<Tensor> {
         let (rows, n, width) = x.dims3()?;
-        let qkv = self.qkv.forward(&self.attn_ln.forward(x)?)?;
-        let parts = split_heads(&qkv, 3, heads)?;
-        let (k, v) = match cache.take() {
-            None => (parts[1].contiguous()?, parts[2].contiguous()?),
-            // Contiguous parts keep the cache contiguous (Candle's `cat` of a strided view
-            // returns a transposed view), as `DecoderState::select` needs.
-            Some((k, v)) => (
-                Tensor::cat(&[&k, &parts[1].contiguous()?], 1)?,
-                Tensor::cat(&[&v, &parts[2].contiguous()?], 1)?,
-            ),
-        };
-        let attended = attention(&parts[0], &k, &v, true)?;
-        *cache = Some((k, v));
-        let x = (x + self.out.forward(&attended)?)?;
+        let x = self.attention.forward(x, heads, Some(cache))?;
 
         // A window's rows are its cross-attention queries: [windows, rows_per_window · n, …].
         let windows = cross.0.dim(0)?;
@@ -507,9 +548,7 @@ impl DecoderLayer {
         let q = q.reshape((windows, rows / windows * n, heads, width / heads))?;
         let attended = attention(&q, &cross.0, &cross.1, false)?.reshape((rows, n, width))?;
         let x = (x + self.cross_out.forward(&attended)?)?;
-
-        let h = gelu(&self.fc1.forward(&self.mlp_ln.forward(&x)?)?)?;
-        x + self.fc2.forward(&h)?
+        self.mlp.forward(&x)
     }
 }
 
@@ -530,21 +569,14 @@ impl Decoder {
         let layers = (0..dims.n_text_layer)
             .map(|n| {
                 let p = format!("model.decoder.layers.{n}");
+                let cross = format!("{p}.encoder_attn");
                 Ok(DecoderLayer {
-                    attn_ln: w.layer_norm(&format!("{p}.self_attn_layer_norm"), d)?,
-                    qkv: w.fused(
-                        &format!("{p}.self_attn"),
-                        &["q_proj", "k_proj", "v_proj"],
-                        d,
-                    )?,
-                    out: w.linear(&format!("{p}.self_attn.out_proj"), d, d)?,
-                    cross_ln: w.layer_norm(&format!("{p}.encoder_attn_layer_norm"), d)?,
-                    cross_q: w.linear(&format!("{p}.encoder_attn.q_proj"), d, d)?,
-                    cross_kv: w.fused(&format!("{p}.encoder_attn"), &["k_proj", "v_proj"], d)?,
-                    cross_out: w.linear(&format!("{p}.encoder_attn.out_proj"), d, d)?,
-                    mlp_ln: w.layer_norm(&format!("{p}.final_layer_norm"), d)?,
-                    fc1: w.linear(&format!("{p}.fc1"), 4 * d, d)?,
-                    fc2: w.linear(&format!("{p}.fc2"), d, 4 * d)?,
+                    attention: SelfAttention::new(w, &p, d)?,
+                    cross_ln: w.layer_norm(&format!("{cross}_layer_norm"), d)?,
+                    cross_q: w.linear(&format!("{cross}.q_proj"), d, d)?,
+                    cross_kv: w.fused(&cross, &["k_proj", "v_proj"], d)?,
+                    cross_out: w.linear(&format!("{cross}.out_proj"), d, d)?,
+                    mlp: Mlp::new(w, &p, d)?,
                 })
             })
             .collect::<Result<_>>()?;

@@ -6,13 +6,13 @@
 //! test needs a file ffmpeg does not write (an Opus output gain, an iTunes `iTunSMPB` tag, a lost
 //! Ogg page), it edits one that ffmpeg wrote.
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use callscript_worker::audio::{decode, AudioError, AudioLimits, DecodedAudio, TARGET_SAMPLE_RATE};
-use common::{audio_fixture, read};
+use common::{audio_fixture, ffmpeg, ffmpeg_decode_16k_mono, read};
 
 mod common;
 
@@ -21,33 +21,26 @@ const MONO_SECONDS: f64 = 2.786;
 const STEREO_FIXTURE: &str = "faster_whisper_stereo_diarization.wav";
 const STEREO_SECONDS: f64 = 5.0;
 
-/// Runs ffmpeg on `input` with the output options `args`, writing `output_name` in `dir`.
-fn ffmpeg(dir: &Path, input: &Path, args: &[&str], output_name: &str) -> Vec<u8> {
-    let output = dir.join(output_name);
-    let result = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-y", "-i"])
-        .arg(input)
-        .args(args)
-        .arg(&output)
-        .output()
-        .expect("ffmpeg must be installed (Debian package `ffmpeg`)");
-    assert!(
-        result.status.success(),
-        "ffmpeg {args:?} → {output_name} failed: {}",
-        String::from_utf8_lossy(&result.stderr)
-    );
-    read(&output)
+/// Runs ffmpeg on the file `input` with the output options `args`, writing `output_name` in
+/// `dir`; returns what it wrote.
+fn ffmpeg_bytes(dir: &Path, input: &Path, args: &[&str], output_name: &str) -> Vec<u8> {
+    read(&ffmpeg(
+        dir,
+        &[OsStr::new("-i"), input.as_os_str()],
+        args,
+        output_name,
+    ))
 }
 
 /// The stereo fixture as 44.1 kHz 16-bit PCM: the source every encoded format starts from.
 fn stereo_44k(dir: &Path) -> PathBuf {
+    let fixture = audio_fixture(STEREO_FIXTURE);
     ffmpeg(
         dir,
-        &audio_fixture(STEREO_FIXTURE),
+        &[OsStr::new("-i"), fixture.as_os_str()],
         &["-ar", "44100", "-c:a", "pcm_s16le"],
         "stereo_44k.wav",
-    );
-    dir.join("stereo_44k.wav")
+    )
 }
 
 /// A 16-bit PCM WAV file of the given interleaved samples.
@@ -198,7 +191,7 @@ fn mu_law_and_a_law_wav_decode() {
     let dir = tempfile::tempdir().unwrap();
     let source = stereo_44k(dir.path());
     for (codec, name) in [("pcm_mulaw", "mulaw.wav"), ("pcm_alaw", "alaw.wav")] {
-        let bytes = ffmpeg(dir.path(), &source, &["-c:a", codec], name);
+        let bytes = ffmpeg_bytes(dir.path(), &source, &["-c:a", codec], name);
         let audio = decode_ok(&bytes, "wav");
         assert_duration(&audio, STEREO_SECONDS, 0.02, name);
         assert_matches_stereo_original(&audio, 0.98, 0, name);
@@ -208,7 +201,7 @@ fn mu_law_and_a_law_wav_decode() {
 #[test]
 fn telephone_8khz_mu_law_is_upsampled_to_16khz() {
     let dir = tempfile::tempdir().unwrap();
-    let bytes = ffmpeg(
+    let bytes = ffmpeg_bytes(
         dir.path(),
         &audio_fixture(MONO_FIXTURE),
         &["-ar", "8000", "-c:a", "pcm_mulaw"],
@@ -241,7 +234,7 @@ fn lossless_and_lossy_formats_decode() {
         ("m4a", &["-c:a", "aac", "-b:a", "128k"], 0.001, 0.9, 0),
     ];
     for (extension, args, tolerance, min_correlation, max_lag) in cases {
-        let bytes = ffmpeg(dir.path(), &source, args, &format!("stereo.{extension}"));
+        let bytes = ffmpeg_bytes(dir.path(), &source, args, &format!("stereo.{extension}"));
         let audio = decode_ok(&bytes, extension);
         assert_eq!(audio.source_sample_rate, 44_100, "{extension}");
         assert_duration(&audio, STEREO_SECONDS, tolerance, extension);
@@ -368,7 +361,7 @@ fn error_text(bytes: &[u8]) -> String {
 #[test]
 fn truncated_flac_is_reported_as_truncated() {
     let dir = tempfile::tempdir().unwrap();
-    let bytes = ffmpeg(
+    let bytes = ffmpeg_bytes(
         dir.path(),
         &audio_fixture(STEREO_FIXTURE),
         &["-c:a", "flac"],
@@ -386,7 +379,7 @@ fn truncated_flac_is_reported_as_truncated() {
 #[test]
 fn corrupt_data_in_the_middle_is_reported_with_its_position() {
     let dir = tempfile::tempdir().unwrap();
-    let mut bytes = ffmpeg(
+    let mut bytes = ffmpeg_bytes(
         dir.path(),
         &audio_fixture(STEREO_FIXTURE),
         &["-c:a", "flac"],
@@ -491,7 +484,7 @@ fn recordings_over_the_duration_limit_are_rejected() {
     // An ADTS AAC stream has no header; symphonia estimates its length from the frames, so this
     // is rejected before decoding too.
     let dir = tempfile::tempdir().unwrap();
-    let bytes = ffmpeg(
+    let bytes = ffmpeg_bytes(
         dir.path(),
         &audio_fixture(STEREO_FIXTURE),
         &["-c:a", "aac"],
@@ -545,7 +538,7 @@ fn no_input_makes_decode_panic() {
     ] {
         samples.push((
             extension,
-            ffmpeg(dir.path(), &source, args, &format!("fuzz.{extension}")),
+            ffmpeg_bytes(dir.path(), &source, args, &format!("fuzz.{extension}")),
         ));
     }
 
@@ -596,27 +589,6 @@ fn no_input_makes_decode_panic() {
 // ---------------------------------------------------------------------------------------------
 // Ogg/Opus (libopus) and AAC priming
 // ---------------------------------------------------------------------------------------------
-
-/// `input` decoded by ffmpeg to 16 kHz mono `f32`: the reference for where samples belong.
-fn ffmpeg_decode_16k_mono(input: &Path) -> Vec<f32> {
-    let result = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-i"])
-        .arg(input)
-        .args(["-f", "f32le", "-ac", "1", "-ar", "16000", "-"])
-        .output()
-        .expect("ffmpeg must be installed (Debian package `ffmpeg`)");
-    assert!(
-        result.status.success(),
-        "ffmpeg decoding {} failed: {}",
-        input.display(),
-        String::from_utf8_lossy(&result.stderr)
-    );
-    result
-        .stdout
-        .chunks_exact(4)
-        .map(|bytes| f32::from_le_bytes(bytes.try_into().unwrap()))
-        .collect()
-}
 
 /// The shift of `decoded` against `reference` (positive: `decoded` runs late) that correlates
 /// best, searched over ±`max_lag` samples.
@@ -679,7 +651,7 @@ fn refresh_ogg_checksum(bytes: &mut [u8], (offset, len): (usize, usize)) {
 fn opus_file(dir: &Path, fixture: &str, extra_args: &[&str], name: &str) -> (PathBuf, Vec<u8>) {
     let mut args = vec!["-c:a", "libopus"];
     args.extend_from_slice(extra_args);
-    let bytes = ffmpeg(dir, &audio_fixture(fixture), &args, name);
+    let bytes = ffmpeg_bytes(dir, &audio_fixture(fixture), &args, name);
     (dir.join(name), bytes)
 }
 
@@ -878,7 +850,7 @@ fn silent_ogg_opus_is_silent() {
     let dir = tempfile::tempdir().unwrap();
     let silence = dir.path().join("silence.wav");
     std::fs::write(&silence, wav_bytes(16_000, 2, &vec![0; 64_000])).unwrap();
-    let bytes = ffmpeg(dir.path(), &silence, &["-c:a", "libopus"], "silence.ogg");
+    let bytes = ffmpeg_bytes(dir.path(), &silence, &["-c:a", "libopus"], "silence.ogg");
     let error = decode(&bytes, Some("ogg"), &AudioLimits::default()).unwrap_err();
     assert!(matches!(error, AudioError::Silent { .. }), "{error:?}");
 }
@@ -950,7 +922,7 @@ fn m4a_priming_and_padding_are_trimmed_in_line_with_ffmpeg() {
     let original = decode_ok(&read(&audio_fixture(MONO_FIXTURE)), "wav");
     // 16 kHz AAC (no resampling), and 44.1 kHz (resampled by the shared path).
     for (rate, name) in [("16000", "mono_16k.m4a"), ("44100", "mono_44k.m4a")] {
-        let bytes = ffmpeg(
+        let bytes = ffmpeg_bytes(
             dir.path(),
             &audio_fixture(MONO_FIXTURE),
             &["-ar", rate, "-c:a", "aac", "-b:a", "128k"],
@@ -986,7 +958,7 @@ fn m4a_priming_and_padding_are_trimmed_in_line_with_ffmpeg() {
 fn m4a_priming_from_an_itunes_smpb_tag_is_trimmed() {
     let dir = tempfile::tempdir().unwrap();
     let original = decode_ok(&read(&audio_fixture(MONO_FIXTURE)), "wav");
-    let bytes = ffmpeg(
+    let bytes = ffmpeg_bytes(
         dir.path(),
         &audio_fixture(MONO_FIXTURE),
         &["-c:a", "aac", "-b:a", "128k"],

@@ -11,7 +11,7 @@ use callscript_worker::source::{
     read_hf_config, required_tensors, HubCache, LoadedModel, ModelFormat, ModelSource, SourceError,
 };
 use candle_core::{DType, Device, Tensor};
-use common::model_dir;
+use common::{base_dims, model_dir};
 use serde_json::{json, Value};
 
 mod common;
@@ -714,18 +714,7 @@ fn settings_fall_back_like_ctranslate2s_converter() {
     // head of the last half of the decoder.
     let base = model_dir("whisper-base");
     let ct2 = WhisperConfig::open(&base).unwrap();
-    let dims = WhisperDims {
-        n_mels: 80,
-        n_audio_ctx: 1500,
-        n_audio_state: 512,
-        n_audio_head: 8,
-        n_audio_layer: 6,
-        n_text_ctx: 448,
-        n_text_state: 512,
-        n_text_head: 8,
-        n_text_layer: 6,
-        n_vocab: 51865,
-    };
+    let dims = base_dims();
     let tmp = tempfile::tempdir().unwrap();
     write_json(&tmp.path().join("config.json"), &hf_config(&dims, &ct2));
     std::fs::copy(

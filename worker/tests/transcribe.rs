@@ -11,7 +11,7 @@ use callscript_worker::transcribe::{Recording, TranscribeOptions, Transcriber};
 use callscript_worker::transcript::Transcript;
 use callscript_worker::wer::{word_errors, WordErrors};
 use candle_core::{DType, Device};
-use common::{audio_fixture, goforward_samples, model_dir, read, repo_path};
+use common::{audio_fixture, goforward_samples, model_dir, read, repo_path, Rng};
 
 mod common;
 
@@ -59,16 +59,11 @@ fn run(transcriber: &mut Transcriber, recordings: &[Recording]) -> Vec<Transcrip
     transcriber.transcribe(recordings, &mut |_| {}).unwrap()
 }
 
-/// Deterministic white noise (xorshift), uniform in ±`amplitude`.
+/// Deterministic white noise, uniform in ±`amplitude`.
 fn noise(samples: usize, amplitude: f32) -> Vec<f32> {
-    let mut state = 0x2545_f491_u32;
+    let mut rng = Rng(0x2545_f491);
     (0..samples)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 17;
-            state ^= state << 5;
-            (state as f32 / u32::MAX as f32 * 2.0 - 1.0) * amplitude
-        })
+        .map(|_| (rng.uniform() * 2.0 - 1.0) * amplitude)
         .collect()
 }
 

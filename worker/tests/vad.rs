@@ -9,37 +9,19 @@
 //! (Debian package `ffmpeg`) in a temporary directory, as `tests/audio.rs` does.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Instant;
 
 use callscript_worker::audio::{decode, AudioError, AudioLimits};
 use callscript_worker::vad::{chunks, speech_regions, SpeechRegion, VadOptions, CHUNK_SAMPLES};
-use common::{audio_fixture, goforward_samples, read, repo_path};
+use common::{
+    audio_fixture, ffmpeg, ffmpeg_decode_16k_mono, goforward_samples, read, repo_path, Rng,
+};
 
 mod common;
 
 const SECOND: usize = 16_000;
 /// The evaluation set of the development checkout, beside the repository.
 const EVAL_DIR: &str = "../shared/eval/asr";
-
-/// xorshift64*: deterministic noise without a `rand` dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn uniform(&mut self) -> f32 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        let bits = self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 40;
-        bits as f32 / (1u64 << 24) as f32
-    }
-
-    fn gaussian(&mut self) -> f32 {
-        let u = self.uniform().max(1e-7);
-        let v = self.uniform();
-        (-2.0 * u.ln()).sqrt() * (2.0 * std::f32::consts::PI * v).cos()
-    }
-}
 
 fn regions(samples: &[f32]) -> Vec<SpeechRegion> {
     speech_regions(samples, &VadOptions::default())
@@ -340,41 +322,6 @@ fn one_hour() {
         out.len()
     );
     assert!(fraction < 0.01);
-}
-
-/// Runs ffmpeg with the input options `input` (a file, or a `lavfi` source) and the output
-/// options `args`, writing `output_name` in `dir`; returns its path.
-fn ffmpeg(dir: &Path, input: &[&str], args: &[&str], output_name: &str) -> std::path::PathBuf {
-    let output = dir.join(output_name);
-    let result = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-y"])
-        .args(input)
-        .args(args)
-        .arg(&output)
-        .output()
-        .expect("ffmpeg must be installed (Debian package `ffmpeg`)");
-    assert!(
-        result.status.success(),
-        "ffmpeg {input:?} {args:?} → {output_name} failed: {}",
-        String::from_utf8_lossy(&result.stderr)
-    );
-    output
-}
-
-/// `path` decoded by ffmpeg to 16 kHz mono `f32`: for what `decode` refuses as silent.
-fn ffmpeg_decode_16k_mono(path: &Path) -> Vec<f32> {
-    let result = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-i"])
-        .arg(path)
-        .args(["-f", "f32le", "-ac", "1", "-ar", "16000", "-"])
-        .output()
-        .expect("ffmpeg must be installed (Debian package `ffmpeg`)");
-    assert!(result.status.success(), "ffmpeg decoding {path:?} failed");
-    result
-        .stdout
-        .chunks_exact(4)
-        .map(|bytes| f32::from_le_bytes(bytes.try_into().unwrap()))
-        .collect()
 }
 
 /// A lossy or telephone coding of the call path: its name, the file extension, an audio filter

@@ -4,9 +4,12 @@
 // Each test binary compiles this module and uses only part of it.
 #![allow(dead_code)]
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use callscript_worker::audio::{decode, AudioLimits};
+use callscript_worker::ct2::WhisperDims;
 use serde_json::Value;
 
 /// A path relative to the repository root.
@@ -68,4 +71,89 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
         .zip(b)
         .map(|(x, y)| (x - y).abs())
         .fold(0.0, f32::max)
+}
+
+/// Runs ffmpeg (Debian package `ffmpeg`) with the input options `input` (`["-i", file]`, or a
+/// `lavfi` source) and the output options `args`, writing `output_name` in `dir`; returns its
+/// path.
+pub fn ffmpeg(
+    dir: &Path,
+    input: &[impl AsRef<OsStr>],
+    args: &[&str],
+    output_name: &str,
+) -> PathBuf {
+    let output = dir.join(output_name);
+    let result = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-y"])
+        .args(input)
+        .args(args)
+        .arg(&output)
+        .output()
+        .expect("ffmpeg must be installed (Debian package `ffmpeg`)");
+    assert!(
+        result.status.success(),
+        "ffmpeg {:?} {args:?} → {output_name} failed: {}",
+        input.iter().map(AsRef::as_ref).collect::<Vec<&OsStr>>(),
+        String::from_utf8_lossy(&result.stderr)
+    );
+    output
+}
+
+/// `input` decoded by ffmpeg to 16 kHz mono `f32`: a reference for where samples belong, and a
+/// decoder for what `decode` refuses as silent.
+pub fn ffmpeg_decode_16k_mono(input: &Path) -> Vec<f32> {
+    let result = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-i"])
+        .arg(input)
+        .args(["-f", "f32le", "-ac", "1", "-ar", "16000", "-"])
+        .output()
+        .expect("ffmpeg must be installed (Debian package `ffmpeg`)");
+    assert!(
+        result.status.success(),
+        "ffmpeg decoding {} failed: {}",
+        input.display(),
+        String::from_utf8_lossy(&result.stderr)
+    );
+    result
+        .stdout
+        .chunks_exact(4)
+        .map(|bytes| f32::from_le_bytes(bytes.try_into().unwrap()))
+        .collect()
+}
+
+/// xorshift64*: deterministic noise without a `rand` dependency; the seed must not be 0.
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// Uniform in [0, 1).
+    pub fn uniform(&mut self) -> f32 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        let bits = self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 40;
+        bits as f32 / (1u64 << 24) as f32
+    }
+
+    /// Standard normal (Box–Muller).
+    pub fn gaussian(&mut self) -> f32 {
+        let u = self.uniform().max(1e-7);
+        let v = self.uniform();
+        (-2.0 * u.ln()).sqrt() * (2.0 * std::f32::consts::PI * v).cos()
+    }
+}
+
+/// The dimensions of the bundled `whisper-base`.
+pub fn base_dims() -> WhisperDims {
+    WhisperDims {
+        n_mels: 80,
+        n_audio_ctx: 1500,
+        n_audio_state: 512,
+        n_audio_head: 8,
+        n_audio_layer: 6,
+        n_text_ctx: 448,
+        n_text_state: 512,
+        n_text_head: 8,
+        n_text_layer: 6,
+        n_vocab: 51865,
+    }
 }

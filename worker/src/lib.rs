@@ -10,19 +10,25 @@
 //! - [`kernels`]: vectorised CPU attention, softmax and GELU for the model.
 //! - [`decode`]: windows → tokens: greedy/beam search, timestamps, fallback, batched.
 //! - [`transcribe`]: recordings → transcripts: VAD chunks from many files decoded in batches.
+//! - [`diarize`]: speakers of mono calls: RTTM, DER, embedding clustering (NME-SC), turns.
 //! - [`device`]: `--device cpu|cuda[:N]` and the dtype used there.
+//! - [`crosstalk`]: a channel's speech without the other party's bleed into its microphone.
+//! - [`speaker`]: speaker embeddings (resemblyzer's GE2E encoder, from its legacy `.pt` file).
 //! - [`vad`]: speech regions of a channel (noise and silence rejected), merged into ≤ 30 s chunks.
 //! - [`transcript`]: the transcription result per channel; text, JSON, SRT and WebVTT.
 //! - [`wer`]: text normalization and word error rate against references.
 
 pub mod audio;
+pub mod crosstalk;
 pub mod ct2;
 pub mod decode;
 pub mod device;
+pub mod diarize;
 pub mod kernels;
 pub mod mel;
 pub mod model;
 pub mod source;
+pub mod speaker;
 pub mod tokenizer;
 pub mod transcribe;
 pub mod transcript;

@@ -1,6 +1,7 @@
 //! Recordings → transcripts: voice activity detection, chunks, batched decoding, segments.
 //!
-//! Each channel of each recording is cut by [`crate::vad`] into speech regions, merged into
+//! Each channel of each recording is cut by [`crate::vad`] into speech regions (less the other
+//! party's bleed into its microphone, [`crate::crosstalk`]), merged into
 //! chunks of at most 30 s (WhisperX's scheme: no window ever straddles silence that Whisper
 //! would fill with invented text, and chunks are independent, so chunks of many calls share a
 //! batch). Without VAD a channel is one chunk covering it all, decoded in sequential windows
@@ -13,6 +14,7 @@
 //! recording's chunks finish together and its memory can go; log-mel features are computed when
 //! a job is first scheduled.
 
+use crate::crosstalk;
 use crate::decode::{DecodeError, Decoder, Window};
 use crate::mel::{LogMel, MelExtractor, HOP_LENGTH, SAMPLE_RATE, WINDOW_FRAMES};
 use crate::transcript::{ChannelTranscript, Segment, Transcript};
@@ -190,6 +192,7 @@ impl Transcriber {
                 let spans: Vec<(usize, usize)> = match &self.options.vad {
                     Some(options) => {
                         let regions = vad::speech_regions(samples, options);
+                        let regions = crosstalk::own_speech(&recording.channels, c, &regions);
                         vad::chunks(samples, &regions, vad::CHUNK_SAMPLES)
                             .into_iter()
                             .map(|chunk| (chunk.start, chunk.end))

@@ -181,3 +181,30 @@ fn stereo_channels_are_transcribed_apart() {
         assert!(word_errors(reference, text).errors() <= 1, "{text:?}");
     }
 }
+
+#[test]
+fn bleed_from_the_other_channel_is_not_transcribed_twice() {
+    // The second party's microphone also hears the first at −20 dB, through and past its own
+    // sentence (the first speaks 0.1–5.0 s, the second 0.1–3.0 s).
+    let mut stereo = load(&audio_fixture("faster_whisper_stereo_diarization.wav"));
+    let first = stereo.channels[0].clone();
+    for (sample, bleed) in stereo.channels[1].iter_mut().zip(&first) {
+        *sample += 0.1 * bleed;
+    }
+    let mut transcriber = transcriber(TranscribeOptions::default());
+    let transcript = run(&mut transcriber, &[stereo]).remove(0);
+    let second: Vec<&str> = transcript.channels[1]
+        .segments
+        .iter()
+        .map(|s| s.text.trim())
+        .collect();
+    let second = second.join(" ");
+    eprintln!("{second:?}");
+    assert!(
+        word_errors("The horizon seems extremely distant.", &second).errors() <= 1,
+        "{second:?}"
+    );
+    for word in ["wizard", "curtain", "complaint"] {
+        assert!(!second.contains(word), "{second:?}");
+    }
+}

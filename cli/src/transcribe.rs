@@ -12,8 +12,12 @@ use anyhow::{bail, Context, Result};
 use callscript_worker::audio::{self, AudioLimits};
 use callscript_worker::decode::{DecodeOptions, Decoder};
 use callscript_worker::device;
+use callscript_worker::diarize::DiarizeOptions;
 use callscript_worker::source::ModelSource;
-use callscript_worker::transcribe::{Progress, Recording, TranscribeOptions, Transcriber};
+use callscript_worker::speaker::SpeakerEncoder;
+use callscript_worker::transcribe::{
+    Diarizer, Progress, Recording, TranscribeOptions, Transcriber,
+};
 use callscript_worker::transcript::{render, OutputFormat, Transcript};
 use callscript_worker::vad::VadOptions;
 use clap::Args;
@@ -22,6 +26,9 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 /// The model used when neither `--model` nor `CALLSCRIPT_MODEL` names one: the tiny.en folder
 /// `scripts/fetch-models` unpacks.
 pub const DEFAULT_MODEL: &str = "models/whisper-tiny.en";
+
+/// The speaker encoder `scripts/fetch-models` unpacks (resemblyzer's GE2E).
+pub const DEFAULT_SPEAKER_MODEL: &str = "models/resemblyzer/pretrained.pt";
 
 /// Files decoded and transcribed together: enough to fill batches, few enough that an hour-long
 /// recording per file stays within memory.
@@ -39,7 +46,14 @@ pub struct TranscribeArgs {
     /// cpu, cuda or cuda:N.
     #[arg(long, env = "CALLSCRIPT_DEVICE", default_value = "cpu")]
     device: String,
-    /// Output: text, json, srt or vtt.
+    /// Label each segment with its speaker: one per channel of a stereo recording, found by
+    /// speaker embeddings and clustering in a mono one.
+    #[arg(long)]
+    diarize: bool,
+    /// The GE2E speaker encoder for `--diarize` (resemblyzer's `pretrained.pt`).
+    #[arg(long, env = "CALLSCRIPT_SPEAKER_MODEL", default_value = DEFAULT_SPEAKER_MODEL)]
+    speaker_model: PathBuf,
+    /// Output: text, json, srt, vtt or rttm.
     #[arg(long, short, default_value = "text")]
     format: OutputFormat,
     /// Write FILE's transcript to DIR/<file name>.<format> instead of standard output.
@@ -131,6 +145,18 @@ pub fn run(args: TranscribeArgs) -> Result<()> {
         ..TranscribeOptions::default()
     };
     let mut transcriber = open_transcriber(&args.model, &args.device, decode, options)?;
+    if args.diarize {
+        let encoder = SpeakerEncoder::open(&args.speaker_model).with_context(|| {
+            format!(
+                "speaker model {} (run scripts/fetch-models, or pass --speaker-model)",
+                args.speaker_model.display()
+            )
+        })?;
+        transcriber = transcriber.with_diarizer(Diarizer {
+            encoder,
+            options: DiarizeOptions::default(),
+        });
+    }
     let limits = AudioLimits {
         max_bytes: args.max_mib.saturating_mul(1 << 20),
         max_duration_seconds: args.max_minutes * 60.0,

@@ -125,3 +125,37 @@ fn a_missing_model_or_device_is_named() {
     assert_eq!(code, 1);
     assert!(stderr.contains("unknown device \"tpu\""), "{stderr}");
 }
+
+#[test]
+fn diarized_stereo_labels_each_party_and_writes_rttm() {
+    let speaker_model = repo("models/resemblyzer/pretrained.pt");
+    let stereo = fixture("faster_whisper_stereo_diarization.wav");
+    let args = [
+        "--diarize",
+        "--speaker-model",
+        speaker_model.to_str().unwrap(),
+    ];
+    let (code, text, stderr) = transcribe(&[&args[..], &[stereo.as_str()]].concat());
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        text.contains("[SPEAKER_00] He began a confused complaint"),
+        "{text}"
+    );
+    assert!(
+        text.contains("[SPEAKER_01] The horizon seems extremely distant."),
+        "{text}"
+    );
+
+    let (code, rttm, _) = transcribe(&[&args[..], &["--format", "rttm", stereo.as_str()]].concat());
+    assert_eq!(code, 0);
+    let lines: Vec<&str> = rttm.lines().collect();
+    assert_eq!(lines.len(), 2, "{rttm}");
+    assert!(
+        lines[0].starts_with("SPEAKER faster_whisper_stereo_diarization 1 "),
+        "{rttm}"
+    );
+    assert!(
+        lines[0].contains(" SPEAKER_00 ") && lines[1].contains(" SPEAKER_01 "),
+        "{rttm}"
+    );
+}

@@ -84,6 +84,9 @@ use std::fmt::Write as _;
 use std::iter::Sum;
 use std::ops::{Add, AddAssign};
 
+use crate::speaker::{normalize_volume, SpeakerEncoder, SpeakerError, SAMPLE_RATE};
+use crate::vad::SpeechRegion;
+
 /// A stretch of time (seconds) where one speaker talks.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Turn {
@@ -530,6 +533,39 @@ impl Default for ClusterOptions {
 ///
 /// If the embeddings differ in length.
 pub fn cluster(embeddings: &[Vec<f32>], options: &ClusterOptions) -> Vec<usize> {
+    cluster_ranked_last(embeddings, options, &|_, _| false)
+}
+
+/// [`cluster`] of sliding windows `(start, end)` (seconds), one per embedding: windows that
+/// share audio are the last choice as each other's neighbours in the k-nearest-neighbour graph.
+/// Their similarity is inflated by the audio they share, so with overlapping windows (hop
+/// shorter than the window) a window's nearest neighbours would otherwise be its neighbours in
+/// time, and one speaker's turns would form separate parts of the graph, a "speaker" each,
+/// wherever there are few windows (a short call).
+///
+/// # Panics
+///
+/// If the embeddings differ in length, or `windows` and `embeddings` do.
+pub fn cluster_windows(
+    embeddings: &[Vec<f32>],
+    windows: &[(f64, f64)],
+    options: &ClusterOptions,
+) -> Vec<usize> {
+    assert_eq!(embeddings.len(), windows.len(), "one window per embedding");
+    let overlap = |i: usize, j: usize| {
+        let (a, b) = (windows[i], windows[j]);
+        a.0.max(b.0) < a.1.min(b.1)
+    };
+    cluster_ranked_last(embeddings, options, &overlap)
+}
+
+/// [`cluster`] where pairs `(i, j)` (indices of `embeddings`) for which `last` holds are ranked
+/// after all others as neighbours.
+fn cluster_ranked_last(
+    embeddings: &[Vec<f32>],
+    options: &ClusterOptions,
+    last: &dyn Fn(usize, usize) -> bool,
+) -> Vec<usize> {
     let n = embeddings.len();
     if n == 0 {
         return Vec::new();
@@ -550,7 +586,8 @@ pub fn cluster(embeddings: &[Vec<f32>], options: &ClusterOptions) -> Vec<usize> 
     let m = n.min(options.max_points.max(3));
     let sample: Vec<usize> = (0..m).map(|i| i * n / m).collect();
     let points: Vec<&[f64]> = sample.iter().map(|&i| unit[i].as_slice()).collect();
-    let sample_labels = spectral(&points, min_k, max_k, options);
+    let sample_last = |a: usize, b: usize| last(sample[a], sample[b]);
+    let sample_labels = spectral(&points, min_k, max_k, options, &sample_last);
 
     let mut labels = vec![usize::MAX; n];
     for (&i, &l) in sample.iter().zip(&sample_labels) {
@@ -606,9 +643,16 @@ fn first_appearance(labels: &[usize]) -> Vec<usize> {
 }
 
 /// NME-SC on unit vectors `points` (at least 3).
-fn spectral(points: &[&[f64]], min_k: usize, max_k: usize, options: &ClusterOptions) -> Vec<usize> {
+fn spectral(
+    points: &[&[f64]],
+    min_k: usize,
+    max_k: usize,
+    options: &ClusterOptions,
+    last: &dyn Fn(usize, usize) -> bool,
+) -> Vec<usize> {
     let m = points.len();
-    // Each row's other points, most similar first (ties: lower index first).
+    // Each row's other points, most similar first (ties: lower index first), those `last`
+    // names after all others.
     let mut similarity = vec![0.0f64; m * m];
     for i in 0..m {
         for j in i..m {
@@ -620,7 +664,11 @@ fn spectral(points: &[&[f64]], min_k: usize, max_k: usize, options: &ClusterOpti
     let ranked: Vec<Vec<usize>> = (0..m)
         .map(|i| {
             let mut others: Vec<usize> = (0..m).filter(|&j| j != i).collect();
-            others.sort_by(|&a, &b| similarity[i * m + b].total_cmp(&similarity[i * m + a]));
+            others.sort_by(|&a, &b| {
+                last(i, a)
+                    .cmp(&last(i, b))
+                    .then(similarity[i * m + b].total_cmp(&similarity[i * m + a]))
+            });
             others
         })
         .collect();
@@ -1037,6 +1085,170 @@ pub fn speaker_for(segment: (f64, f64), turns: &[Turn]) -> Option<String> {
             _ => Some((s, t)),
         })
         .map(|(s, _)| s.to_string())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The pipeline
+// ---------------------------------------------------------------------------------------------
+
+/// Settings of [`diarize_channel`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct DiarizeOptions {
+    /// Length of a sliding window (1.5 s: one partial of the encoder).
+    pub window_seconds: f64,
+    /// Step between windows (0.75 s).
+    pub hop_seconds: f64,
+    /// The clustering of the windows' embeddings.
+    pub cluster: ClusterOptions,
+    /// Clusters whose centroids are at least this similar (cosine) are joined afterwards.
+    pub merge_similarity: f64,
+    /// Rank time-overlapping windows last as neighbours ([`cluster_windows`]).
+    pub exclude_overlapping: bool,
+}
+
+impl Default for DiarizeOptions {
+    fn default() -> Self {
+        Self {
+            window_seconds: 1.5,
+            hop_seconds: 0.75,
+            cluster: ClusterOptions::default(),
+            merge_similarity: std::env::var("CS_MERGE").ok().and_then(|v| v.parse().ok()).unwrap_or(0.8),
+            exclude_overlapping: std::env::var("CS_EXCL").is_ok(),
+        }
+    }
+}
+
+/// `labels` with clusters joined, the two with the most similar centroids (cosine of the mean
+/// unit embedding) first, while that similarity is at least `threshold` and more than
+/// `min_speakers` clusters are left; renumbered in order of first appearance.
+pub fn merge_similar(
+    embeddings: &[Vec<f32>],
+    labels: &[usize],
+    threshold: f64,
+    min_speakers: usize,
+) -> Vec<usize> {
+    let mut labels = labels.to_vec();
+    loop {
+        let k = labels.iter().max().map_or(0, |&l| l + 1);
+        if k <= min_speakers.max(1) {
+            break;
+        }
+        let dim = embeddings.first().map_or(0, Vec::len);
+        let mut centroids = vec![vec![0.0f64; dim]; k];
+        for (e, &l) in embeddings.iter().zip(&labels) {
+            for (c, x) in centroids[l].iter_mut().zip(normalized(e)) {
+                *c += x;
+            }
+        }
+        let centroids: Vec<Vec<f64>> = centroids.iter().map(|c| normalized(c)).collect();
+        let mut best: Option<(f64, usize, usize)> = None;
+        for a in 0..k {
+            for b in a + 1..k {
+                let s = dot(&centroids[a], &centroids[b]);
+                if best.is_none_or(|(bs, _, _)| s > bs) {
+                    best = Some((s, a, b));
+                }
+            }
+        }
+        match best {
+            Some((s, a, b)) if s >= threshold => {
+                for l in &mut labels {
+                    if *l == b {
+                        *l = a;
+                    }
+                }
+                labels = first_appearance(&labels);
+            }
+            _ => break,
+        }
+    }
+    labels
+}
+
+/// The sliding windows (sample ranges) of [`diarize_channel`] over `regions` of a channel of
+/// `n_samples`: in a region longer than a window, the fewest windows at most `hop` apart, evenly
+/// spaced, the first starting at its start and the last ending at its end; a region no longer
+/// than a window gets one window centred on it, clamped to the recording (shorter only when the
+/// recording is). In order of start, duplicates dropped; empty regions give none.
+pub fn window_ranges(
+    n_samples: usize,
+    regions: &[SpeechRegion],
+    window: usize,
+    hop: usize,
+) -> Vec<std::ops::Range<usize>> {
+    let window = window.max(1);
+    let hop = hop.max(1);
+    let mut out: Vec<std::ops::Range<usize>> = Vec::new();
+    for region in regions {
+        let start = region.start.min(n_samples);
+        let end = region.end.min(n_samples);
+        if end <= start {
+            continue;
+        }
+        if end - start <= window {
+            let centre = start + (end - start) / 2;
+            let first = centre
+                .saturating_sub(window / 2)
+                .min(n_samples.saturating_sub(window));
+            out.push(first..(first + window).min(n_samples));
+            continue;
+        }
+        let count = (end - start - window).div_ceil(hop) + 1;
+        let span = (end - start - window) as f64;
+        for i in 0..count {
+            let first = start + (span * i as f64 / (count - 1) as f64).round() as usize;
+            out.push(first..first + window);
+        }
+    }
+    out.sort_by_key(|r| (r.start, r.end));
+    out.dedup();
+    out
+}
+
+/// Speaker turns of one channel of 16 kHz `samples` (a mono call, or a stereo channel holding
+/// more than one voice) whose speech is `regions` (from [`crate::vad::speech_regions`]): the
+/// channel volume-normalized once ([`normalize_volume`]), sliding windows within the regions
+/// ([`window_ranges`]) embedded by `encoder` in one batch, [`cluster`]ed, and the labels spread
+/// over the regions by [`turns`]. Speakers are `SPEAKER_00`, `SPEAKER_01`, … in order of first
+/// appearance; silence between regions belongs to nobody. No regions give no turns.
+pub fn diarize_channel(
+    encoder: &SpeakerEncoder,
+    samples: &[f32],
+    regions: &[SpeechRegion],
+    options: &DiarizeOptions,
+) -> Result<Vec<Turn>, SpeakerError> {
+    let rate = SAMPLE_RATE as f64;
+    let window = ((options.window_seconds * rate).round() as usize).max(1);
+    let hop = ((options.hop_seconds * rate).round() as usize).max(1);
+    let ranges = window_ranges(samples.len(), regions, window, hop);
+    if ranges.is_empty() {
+        return Ok(Vec::new());
+    }
+    let normalized = normalize_volume(samples);
+    let slices: Vec<&[f32]> = ranges.iter().map(|r| &normalized[r.clone()]).collect();
+    let embeddings = encoder.embed_prepared(&slices)?;
+    let seconds = |i: usize| i as f64 / rate;
+    let windows: Vec<(f64, f64)> = ranges
+        .iter()
+        .map(|r| (seconds(r.start), seconds(r.end)))
+        .collect();
+    let labels = if options.exclude_overlapping {
+        cluster_windows(&embeddings, &windows, &options.cluster)
+    } else {
+        cluster(&embeddings, &options.cluster)
+    };
+    let labels = merge_similar(
+        &embeddings,
+        &labels,
+        options.merge_similarity,
+        options.cluster.min_speakers,
+    );
+    let speech: Vec<(f64, f64)> = regions
+        .iter()
+        .filter(|r| !r.is_empty())
+        .map(|r| (seconds(r.start), seconds(r.end.min(samples.len()))))
+        .collect();
+    Ok(turns(&windows, &labels, &speech))
 }
 
 #[cfg(test)]
@@ -1506,6 +1718,33 @@ mod tests {
         );
         assert!(turns(&[], &[], &[(0.0, 1.0)]).is_empty());
         assert!(turns(&windows, &labels, &[]).is_empty());
+    }
+
+    #[test]
+    fn windows_slide_within_regions() {
+        let r = |start, end| SpeechRegion { start, end };
+        // 10-sample windows, hop at most 5, from the region's start to its end: a 22-sample
+        // region gets 4 windows, 4 apart.
+        assert_eq!(
+            window_ranges(100, &[r(0, 22)], 10, 5),
+            vec![0..10, 4..14, 8..18, 12..22]
+        );
+        // An exact fit keeps the hop.
+        assert_eq!(window_ranges(100, &[r(30, 50)], 10, 5), vec![30..40, 35..45, 40..50]);
+        // Short regions: one window centred on them, clamped to the recording.
+        assert_eq!(window_ranges(100, &[r(40, 44)], 10, 5), vec![37..47]);
+        assert_eq!(window_ranges(100, &[r(0, 4)], 10, 5), vec![0..10]);
+        assert_eq!(window_ranges(100, &[r(97, 100)], 10, 5), vec![90..100]);
+        assert_eq!(window_ranges(6, &[r(1, 5)], 10, 5), vec![0..6]);
+        // Empty regions, regions past the end, none at all: no windows. Two short regions
+        // whose windows coincide give it once; windows come out sorted.
+        assert!(window_ranges(100, &[r(5, 5), r(120, 130)], 10, 5).is_empty());
+        assert!(window_ranges(100, &[], 10, 5).is_empty());
+        assert_eq!(window_ranges(10, &[r(1, 2), r(8, 9)], 10, 5), vec![0..10]);
+        assert_eq!(
+            window_ranges(100, &[r(60, 62), r(0, 3)], 10, 5),
+            vec![0..10, 56..66]
+        );
     }
 
     #[test]

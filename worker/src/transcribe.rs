@@ -16,7 +16,9 @@
 
 use crate::crosstalk;
 use crate::decode::{DecodeError, Decoder, Window};
+use crate::diarize::{self, DiarizeOptions};
 use crate::mel::{LogMel, MelExtractor, HOP_LENGTH, SAMPLE_RATE, WINDOW_FRAMES};
+use crate::speaker::{SpeakerEncoder, SpeakerError};
 use crate::transcript::{ChannelTranscript, Segment, Transcript};
 use crate::vad::{self, VadOptions};
 
@@ -98,13 +100,40 @@ impl Job {
     }
 }
 
+/// Errors transcribing a batch of recordings.
+#[derive(Debug, thiserror::Error)]
+pub enum TranscribeError {
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    #[error("diarizing: {0}")]
+    Diarize(#[from] SpeakerError),
+}
+
+/// Who said what: each channel of a multi-channel recording is one speaker (one party per
+/// channel); a mono recording's speakers come from speaker embeddings of its speech
+/// ([`diarize::diarize_channel`]).
+pub struct Diarizer {
+    pub encoder: SpeakerEncoder,
+    pub options: DiarizeOptions,
+}
+
 /// Transcribes recordings with one decoder.
-#[derive(Debug)]
 pub struct Transcriber {
     decoder: Decoder,
     mel: MelExtractor,
     options: TranscribeOptions,
     prompt: Vec<u32>,
+    diarizer: Option<Diarizer>,
+}
+
+impl std::fmt::Debug for Transcriber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transcriber")
+            .field("decoder", &self.decoder)
+            .field("options", &self.options)
+            .field("diarize", &self.diarizer.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Transcriber {
@@ -120,7 +149,14 @@ impl Transcriber {
             decoder,
             options,
             prompt,
+            diarizer: None,
         })
+    }
+
+    /// Label every segment with its speaker.
+    pub fn with_diarizer(mut self, diarizer: Diarizer) -> Transcriber {
+        self.diarizer = Some(diarizer);
+        self
     }
 
     pub fn decoder(&self) -> &Decoder {
@@ -132,7 +168,7 @@ impl Transcriber {
         &mut self,
         recordings: &[Recording],
         progress: &mut dyn FnMut(Progress),
-    ) -> Result<Vec<Transcript>, DecodeError> {
+    ) -> Result<Vec<Transcript>, TranscribeError> {
         let mut jobs = self.jobs(recordings);
         let total_seconds: f64 =
             jobs.iter().map(|j| j.len as f64).sum::<f64>() / SAMPLE_RATE as f64;
@@ -181,7 +217,13 @@ impl Transcriber {
                 recordings_done,
             });
         }
-        Ok(self.assemble(recordings, jobs))
+        let mut transcripts = self.assemble(recordings, jobs);
+        if let Some(diarizer) = &self.diarizer {
+            for (transcript, recording) in transcripts.iter_mut().zip(recordings) {
+                self.label_speakers(diarizer, transcript, recording)?;
+            }
+        }
+        Ok(transcripts)
     }
 
     /// The chunks of every channel of every recording.
@@ -267,6 +309,7 @@ impl Transcriber {
                 no_speech_prob: result.no_speech_prob,
                 compression_ratio: result.compression_ratio,
                 temperature: result.temperature,
+                speaker: None,
             });
         }
         let consumed_frames = (consumed * FRAMES_PER_SECOND).round() as usize;
@@ -281,6 +324,36 @@ impl Transcriber {
         } else {
             job.previous = self.prompt.clone();
         }
+    }
+
+    /// Sets each segment's speaker: its channel's on multi-channel recordings, the diarized
+    /// speaker with the most overlap on mono ones.
+    fn label_speakers(
+        &self,
+        diarizer: &Diarizer,
+        transcript: &mut Transcript,
+        recording: &Recording,
+    ) -> Result<(), SpeakerError> {
+        if recording.channels.len() > 1 {
+            for channel in &mut transcript.channels {
+                let speaker = diarize::speaker_name(channel.channel);
+                for segment in &mut channel.segments {
+                    segment.speaker = Some(speaker.clone());
+                }
+            }
+            return Ok(());
+        }
+        let Some(samples) = recording.channels.first() else {
+            return Ok(());
+        };
+        let vad = self.options.vad.unwrap_or_default();
+        let regions = vad::speech_regions(samples, &vad);
+        let turns =
+            diarize::diarize_channel(&diarizer.encoder, samples, &regions, &diarizer.options)?;
+        for segment in transcript.channels.iter_mut().flat_map(|c| &mut c.segments) {
+            segment.speaker = diarize::speaker_for((segment.start, segment.end), &turns);
+        }
+        Ok(())
     }
 
     /// Jobs' segments gathered per recording and channel, in time order.

@@ -19,6 +19,8 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::diarize::{write_rttm, Turn};
+
 /// One decoded stretch of one channel.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Segment {
@@ -34,6 +36,9 @@ pub struct Segment {
     pub compression_ratio: f64,
     /// The sampling temperature that produced this segment (0 for greedy or beam search).
     pub temperature: f64,
+    /// Who spoke it (`SPEAKER_00`…), when the transcript was diarized.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speaker: Option<String>,
 }
 
 /// The transcription of one channel of a recording.
@@ -93,6 +98,15 @@ impl Transcript {
     fn labelled(&self) -> bool {
         self.channels.len() > 1
     }
+
+    /// A line's label: its speaker when diarized, else its channel when there are several.
+    fn label(&self, line: &Line<'_>) -> Option<String> {
+        match &line.segment.speaker {
+            Some(speaker) => Some(speaker.clone()),
+            None if self.labelled() => Some(format!("ch {}", line.channel + 1)),
+            None => None,
+        }
+    }
 }
 
 struct Line<'a> {
@@ -121,11 +135,13 @@ pub enum OutputFormat {
     Srt,
     /// WebVTT subtitles, channels as voices.
     Vtt,
+    /// NIST RTTM: one `SPEAKER` line per segment, for diarization tools and scoring.
+    Rttm,
 }
 
 impl OutputFormat {
     /// Every format, in the order `--help` lists them.
-    pub const ALL: [OutputFormat; 4] = [Self::Text, Self::Json, Self::Srt, Self::Vtt];
+    pub const ALL: [OutputFormat; 5] = [Self::Text, Self::Json, Self::Srt, Self::Vtt, Self::Rttm];
 
     /// The name `--format` takes.
     pub fn name(self) -> &'static str {
@@ -134,6 +150,7 @@ impl OutputFormat {
             Self::Json => "json",
             Self::Srt => "srt",
             Self::Vtt => "vtt",
+            Self::Rttm => "rttm",
         }
     }
 
@@ -144,6 +161,7 @@ impl OutputFormat {
             Self::Json => "json",
             Self::Srt => "srt",
             Self::Vtt => "vtt",
+            Self::Rttm => "rttm",
         }
     }
 }
@@ -156,7 +174,7 @@ impl fmt::Display for OutputFormat {
 
 /// A `--format` value that names no [`OutputFormat`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown output format `{0}` (expected text, json, srt or vtt)")]
+#[error("unknown output format `{0}` (expected text, json, srt, vtt or rttm)")]
 pub struct UnknownOutputFormat(pub String);
 
 impl FromStr for OutputFormat {
@@ -178,19 +196,15 @@ pub fn render(transcript: &Transcript, format: OutputFormat) -> String {
         OutputFormat::Json => render_json(transcript),
         OutputFormat::Srt => render_srt(transcript),
         OutputFormat::Vtt => render_vtt(transcript),
+        OutputFormat::Rttm => render_rttm(transcript),
     }
 }
 
-fn channel_label(channel: usize) -> String {
-    format!("[ch {}] ", channel + 1)
-}
-
 fn render_text(transcript: &Transcript) -> String {
-    let labelled = transcript.labelled();
     let mut out = String::new();
     for line in transcript.lines() {
-        if labelled {
-            out.push_str(&channel_label(line.channel));
+        if let Some(label) = transcript.label(&line) {
+            out.push_str(&format!("[{label}] "));
         }
         out.push_str(&line.text);
         out.push('\n');
@@ -207,7 +221,6 @@ fn render_json(transcript: &Transcript) -> String {
 }
 
 fn render_srt(transcript: &Transcript) -> String {
-    let labelled = transcript.labelled();
     let mut out = String::new();
     for (index, line) in transcript.lines().into_iter().enumerate() {
         let (start, end) = cue_millis(line.segment);
@@ -220,8 +233,8 @@ fn render_srt(transcript: &Transcript) -> String {
             timestamp(start, ','),
             timestamp(end, ',')
         ));
-        if labelled {
-            out.push_str(&channel_label(line.channel));
+        if let Some(label) = transcript.label(&line) {
+            out.push_str(&format!("[{label}] "));
         }
         out.push_str(&line.text);
         out.push('\n');
@@ -230,7 +243,6 @@ fn render_srt(transcript: &Transcript) -> String {
 }
 
 fn render_vtt(transcript: &Transcript) -> String {
-    let labelled = transcript.labelled();
     let mut out = String::from("WEBVTT\n");
     for line in transcript.lines() {
         let (start, end) = cue_millis(line.segment);
@@ -239,13 +251,40 @@ fn render_vtt(transcript: &Transcript) -> String {
             timestamp(start, '.'),
             timestamp(end, '.')
         ));
-        if labelled {
-            out.push_str(&format!("<v Channel {}>", line.channel + 1));
+        match (&line.segment.speaker, transcript.labelled()) {
+            (Some(speaker), _) => out.push_str(&format!("<v {}>", escape_vtt(speaker))),
+            (None, true) => out.push_str(&format!("<v Channel {}>", line.channel + 1)),
+            (None, false) => {}
         }
         out.push_str(&escape_vtt(&line.text));
         out.push('\n');
     }
     out
+}
+
+/// One RTTM turn per segment: its speaker, else its channel (`ch N`); the file id is the
+/// source's file stem.
+fn render_rttm(transcript: &Transcript) -> String {
+    let turns: Vec<Turn> = transcript
+        .lines()
+        .iter()
+        .map(|line| Turn {
+            start: line.segment.start,
+            end: line.segment.end,
+            speaker: line
+                .segment
+                .speaker
+                .clone()
+                .unwrap_or_else(|| format!("ch{}", line.channel + 1)),
+        })
+        .collect();
+    let id = std::path::Path::new(&transcript.source)
+        .file_stem()
+        .map_or_else(
+            || transcript.source.clone(),
+            |s| s.to_string_lossy().into_owned(),
+        );
+    write_rttm(&id, &turns)
 }
 
 /// A segment's start and end in whole milliseconds, the end at least 1 ms after the start.
@@ -290,6 +329,7 @@ mod tests {
 
     fn segment(start: f64, end: f64, text: &str) -> Segment {
         Segment {
+            speaker: None,
             start,
             end,
             text: text.to_owned(),
@@ -618,7 +658,40 @@ mod tests {
         let err = "docx".parse::<OutputFormat>().unwrap_err();
         assert_eq!(
             err.to_string(),
-            "unknown output format `docx` (expected text, json, srt or vtt)"
+            "unknown output format `docx` (expected text, json, srt, vtt or rttm)"
         );
+    }
+
+    #[test]
+    fn speakers_label_lines_and_rttm_lists_turns() {
+        let mut greeting = segment(0.0, 1.5, " Hello, thanks for calling.");
+        greeting.speaker = Some("SPEAKER_00".to_owned());
+        let mut answer = segment(1.6, 2.0, " Hi.");
+        answer.speaker = Some("SPEAKER_01".to_owned());
+        let transcript = Transcript {
+            source: "calls/c1.wav".to_owned(),
+            duration: 2.0,
+            channels: vec![ChannelTranscript {
+                channel: 0,
+                language: "en".to_owned(),
+                segments: vec![greeting, answer],
+            }],
+        };
+        assert_eq!(
+            render(&transcript, OutputFormat::Text),
+            "[SPEAKER_00] Hello, thanks for calling.\n[SPEAKER_01] Hi.\n"
+        );
+        assert!(render(&transcript, OutputFormat::Vtt).contains("<v SPEAKER_01>Hi.\n"));
+        let rttm = render(&transcript, OutputFormat::Rttm);
+        assert!(rttm.starts_with("SPEAKER c1 1 0.000 1.500 "), "{rttm}");
+        let turns = crate::diarize::parse_rttm(&rttm).unwrap();
+        assert_eq!(
+            turns,
+            [
+                Turn::new(0.0, 1.5, "SPEAKER_00"),
+                Turn::new(1.6, 2.0, "SPEAKER_01")
+            ]
+        );
+        assert_eq!("RTTM".parse::<OutputFormat>(), Ok(OutputFormat::Rttm));
     }
 }

@@ -1,0 +1,204 @@
+//! Mono diarization end to end: VAD regions → windows → GE2E embeddings → clustering → turns,
+//! on a two-voice recording built here from the stereo fixture's two speakers. Needs
+//! `models/resemblyzer/pretrained.pt` (`scripts/fetch-models`); the tests fail without it.
+
+mod common;
+
+use std::sync::OnceLock;
+
+use callscript_worker::audio::{decode, AudioLimits};
+use callscript_worker::diarize::{diarize_channel, DiarizeOptions, Turn};
+use callscript_worker::speaker::SpeakerEncoder;
+use callscript_worker::vad::{speech_regions, SpeechRegion, VadOptions};
+use common::{audio_fixture, read, repo_path};
+
+const RATE: f64 = 16_000.0;
+
+fn encoder() -> &'static SpeakerEncoder {
+    static ENCODER: OnceLock<SpeakerEncoder> = OnceLock::new();
+    ENCODER.get_or_init(|| {
+        let path = repo_path("models/resemblyzer/pretrained.pt");
+        assert!(
+            path.is_file(),
+            "{} is missing: run scripts/fetch-models first",
+            path.display()
+        );
+        SpeakerEncoder::open(&path).unwrap()
+    })
+}
+
+/// The stereo fixture's channels: a different speaker on each (A talks 0.3–4.9 s with a pause
+/// near 2.5 s, B 0.3–2.6 s).
+fn stereo_channels() -> Vec<Vec<f32>> {
+    let bytes = read(&audio_fixture("faster_whisper_stereo_diarization.wav"));
+    let audio = decode(&bytes, Some("wav"), &AudioLimits::default()).unwrap();
+    assert_eq!(audio.channels.len(), 2);
+    audio.channels
+}
+
+fn at(seconds: f64) -> usize {
+    (seconds * RATE).round() as usize
+}
+
+/// Pieces `(speaker, samples)` joined with `gap` seconds of silence; returns the samples and
+/// each piece's true (start, end, speaker) in seconds.
+fn concatenate(pieces: &[(&str, &[f32])], gap: f64) -> (Vec<f32>, Vec<(f64, f64, String)>) {
+    let mut samples = Vec::new();
+    let mut truth = Vec::new();
+    for (index, (speaker, piece)) in pieces.iter().enumerate() {
+        if index > 0 {
+            samples.extend(std::iter::repeat_n(0.0f32, at(gap)));
+        }
+        let start = samples.len() as f64 / RATE;
+        samples.extend_from_slice(piece);
+        truth.push((start, samples.len() as f64 / RATE, speaker.to_string()));
+    }
+    (samples, truth)
+}
+
+fn distinct_speakers(turns: &[Turn]) -> Vec<String> {
+    let mut speakers: Vec<String> = turns.iter().map(|t| t.speaker.clone()).collect();
+    speakers.sort();
+    speakers.dedup();
+    speakers
+}
+
+/// The speaker of `turns` covering most of `start..end`.
+fn majority(turns: &[Turn], start: f64, end: f64) -> String {
+    callscript_worker::diarize::speaker_for((start, end), turns).expect("speech is labelled")
+}
+
+/// The times where the hypothesis changes speaker (end of one turn, start of the next one of
+/// another speaker: their midpoint when silence separates them).
+fn changes(turns: &[Turn]) -> Vec<f64> {
+    turns
+        .windows(2)
+        .filter(|w| w[0].speaker != w[1].speaker)
+        .map(|w| 0.5 * (w[0].end + w[1].start))
+        .collect()
+}
+
+fn check_two_voices(
+    samples: &[f32],
+    truth: &[(f64, f64, String)],
+    what: &str,
+) -> (Vec<Turn>, Vec<SpeechRegion>) {
+    let regions = speech_regions(samples, &VadOptions::default());
+    let turns = diarize_channel(encoder(), samples, &regions, &DiarizeOptions::default()).unwrap();
+    eprintln!("{what}: truth {truth:?}");
+    for turn in &turns {
+        eprintln!(
+            "{what}:   {:6.2} – {:6.2}  {}",
+            turn.start, turn.end, turn.speaker
+        );
+    }
+    assert_eq!(
+        distinct_speakers(&turns).len(),
+        2,
+        "{what}: two speakers: {turns:?}"
+    );
+    // Each true stretch is labelled, by majority, with one speaker per true speaker, and the
+    // two true speakers get different labels.
+    let labels: Vec<String> = truth
+        .iter()
+        .map(|(s, e, _)| majority(&turns, *s, *e))
+        .collect();
+    for (i, a) in truth.iter().enumerate() {
+        for (j, b) in truth.iter().enumerate() {
+            assert_eq!(
+                a.2 == b.2,
+                labels[i] == labels[j],
+                "{what}: stretches {i} ({}) and {j} ({}) labelled {} and {}",
+                a.2,
+                b.2,
+                labels[i],
+                labels[j]
+            );
+        }
+    }
+    // Every true change of speaker is found within 0.5 s, and no other change.
+    let found = changes(&turns);
+    let expected: Vec<f64> = truth
+        .windows(2)
+        .filter(|w| w[0].2 != w[1].2)
+        .map(|w| 0.5 * (w[0].1 + w[1].0))
+        .collect();
+    assert_eq!(
+        found.len(),
+        expected.len(),
+        "{what}: changes {found:?}, expected {expected:?}"
+    );
+    for (f, e) in found.iter().zip(&expected) {
+        assert!(
+            (f - e).abs() <= 0.5,
+            "{what}: change at {f:.2} s, expected {e:.2} s"
+        );
+    }
+    // Turns lie within the speech found, in order, not overlapping.
+    for w in turns.windows(2) {
+        assert!(w[0].end <= w[1].start + 1e-9, "{what}: {turns:?}");
+    }
+    (turns, regions)
+}
+
+#[test]
+fn two_voices_alternating_from_the_stereo_fixture() {
+    let channels = stereo_channels();
+    let (a, b) = (&channels[0], &channels[1]);
+    // A's first half, B's speech, A's second half.
+    let pieces: Vec<(&str, &[f32])> = vec![
+        ("A", &a[at(0.2)..at(2.6)]),
+        ("B", &b[at(0.2)..at(2.7)]),
+        ("A", &a[at(2.6)..at(5.0)]),
+    ];
+    let (samples, truth) = concatenate(&pieces, 0.3);
+    let (turns, _) = check_two_voices(&samples, &truth, "A B A");
+    // Labels by first appearance.
+    assert_eq!(turns[0].speaker, "SPEAKER_00");
+}
+
+#[test]
+fn no_speech_gives_no_turns() {
+    let samples = vec![0.0f32; at(3.0)];
+    let turns = diarize_channel(encoder(), &samples, &[], &DiarizeOptions::default()).unwrap();
+    assert!(turns.is_empty());
+    // One speaker alone: one label.
+    let channels = stereo_channels();
+    let a = &channels[0];
+    let regions = speech_regions(a, &VadOptions::default());
+    assert!(!regions.is_empty());
+    let turns = diarize_channel(encoder(), a, &regions, &DiarizeOptions::default()).unwrap();
+    assert_eq!(distinct_speakers(&turns), vec!["SPEAKER_00".to_string()]);
+    // A region shorter than a window still gets a speaker.
+    let short = [SpeechRegion {
+        start: at(1.0),
+        end: at(1.4),
+    }];
+    let turns = diarize_channel(encoder(), a, &short, &DiarizeOptions::default()).unwrap();
+    assert_eq!(turns.len(), 1);
+    assert!((turns[0].start - 1.0).abs() < 1e-9 && (turns[0].end - 1.4).abs() < 1e-9);
+}
+
+#[test]
+fn zz_probe() {
+    use callscript_worker::diarize::window_ranges;
+    use callscript_worker::speaker::{cosine, normalize_volume};
+    let channels = stereo_channels();
+    let (a, b) = (&channels[0], &channels[1]);
+    let pieces: Vec<(&str, &[f32])> = vec![
+        ("A", &a[at(0.2)..at(2.6)]),
+        ("B", &b[at(0.2)..at(2.7)]),
+        ("A", &a[at(2.6)..at(5.0)]),
+    ];
+    let (samples, _truth) = concatenate(&pieces, 0.3);
+    let regions = speech_regions(&samples, &VadOptions::default());
+    eprintln!("regions {regions:?}");
+    let ranges = window_ranges(samples.len(), &regions, 24000, 12000);
+    let n = normalize_volume(&samples);
+    let sl: Vec<&[f32]> = ranges.iter().map(|r| &n[r.clone()]).collect();
+    let e = encoder().embed_prepared(&sl).unwrap();
+    for (i, r) in ranges.iter().enumerate() {
+        let row: Vec<String> = e.iter().map(|y| format!("{:.2}", cosine(&e[i], y))).collect();
+        eprintln!("{:5.2} {}", r.start as f64 / RATE, row.join(" "));
+    }
+}

@@ -24,7 +24,12 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use callscript_worker::audio::AudioLimits;
 use callscript_worker::decode::DecodeOptions;
+use callscript_worker::diarize::{
+    diarization_error, diarize_channel, parse_rttm, DiarizeOptions, Turn,
+};
+use callscript_worker::speaker::SpeakerEncoder;
 use callscript_worker::transcribe::{Recording, TranscribeOptions};
+use callscript_worker::vad::speech_regions;
 use callscript_worker::vad::VadOptions;
 use callscript_worker::wer::{normalize, word_errors, WordErrors};
 use clap::{Args, Subcommand};
@@ -52,6 +57,40 @@ pub enum BenchCommand {
     /// Word error rate and real-time factor on an evaluation set (optionally next to
     /// faster-whisper's).
     Asr(AsrArgs),
+    /// Diarization error rate (missed, false alarm, confusion) and speed of mono diarization on
+    /// RTTM-annotated recordings, and on a stereo call (channel = speaker).
+    Diarization(DiarizationArgs),
+}
+
+#[derive(Args)]
+pub struct DiarizationArgs {
+    /// A folder of `NAME.wav` recordings with `NAME.rttm` references.
+    #[arg(long, default_value = "../shared/eval/diarization")]
+    dir: PathBuf,
+    /// A stereo recording with one speaker per channel; its reference is each channel's speech.
+    #[arg(
+        long,
+        default_value = "../shared/eval/stereo/faster_whisper_stereo_diarization.wav"
+    )]
+    stereo: PathBuf,
+    /// An RTTM reference for --stereo, instead of each channel's speech.
+    #[arg(long)]
+    stereo_rttm: Option<PathBuf>,
+    /// Total width (seconds) not scored around each reference boundary (pyannote's collar).
+    #[arg(long, default_value_t = 0.25)]
+    collar: f64,
+    /// resemblyzer's `pretrained.pt`.
+    #[arg(long, default_value = "models/resemblyzer/pretrained.pt")]
+    model: PathBuf,
+    /// CPU threads (default: all cores).
+    #[arg(long, env = "CALLSCRIPT_THREADS")]
+    threads: Option<usize>,
+    /// Write every figure as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Print each file's hypothesis turns.
+    #[arg(long, short)]
+    verbose: bool,
 }
 
 #[derive(Args)]
@@ -103,6 +142,7 @@ pub struct AsrArgs {
 pub fn run(command: BenchCommand) -> Result<()> {
     match command {
         BenchCommand::Asr(args) => asr(args),
+        BenchCommand::Diarization(args) => diarization(args),
     }
 }
 
@@ -1170,4 +1210,254 @@ mod tests {
         );
         assert!(downmix(Vec::new()).is_empty());
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// bench diarization
+// ---------------------------------------------------------------------------------------------
+
+/// One line of the diarization table.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DiarizationRow {
+    pub file: String,
+    /// `mono` (the embedding pipeline), `channels` (stereo: channel = speaker) or `mixdown`
+    /// (the stereo file's channels mixed, through the mono pipeline).
+    pub mode: String,
+    pub audio_seconds: f64,
+    pub wall_seconds: f64,
+    pub reference_seconds: f64,
+    pub missed_seconds: f64,
+    pub false_alarm_seconds: f64,
+    pub confusion_seconds: f64,
+    pub der_percent: f64,
+    pub reference_speakers: usize,
+    pub speakers_found: usize,
+    #[serde(skip)]
+    pub turns: Vec<Turn>,
+}
+
+fn speaker_count(turns: &[Turn]) -> usize {
+    let mut names: Vec<&str> = turns.iter().map(|t| t.speaker.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    names.len()
+}
+
+#[allow(clippy::too_many_arguments)]
+fn diarization_row(
+    file: &str,
+    mode: &str,
+    audio_seconds: f64,
+    wall_seconds: f64,
+    reference: &[Turn],
+    hypothesis: Vec<Turn>,
+    collar: f64,
+) -> DiarizationRow {
+    let errors = diarization_error(reference, &hypothesis, collar, false);
+    DiarizationRow {
+        file: file.to_owned(),
+        mode: mode.to_owned(),
+        audio_seconds,
+        wall_seconds,
+        reference_seconds: errors.total,
+        missed_seconds: errors.missed,
+        false_alarm_seconds: errors.false_alarm,
+        confusion_seconds: errors.confusion,
+        der_percent: errors.der() * 100.0,
+        reference_speakers: speaker_count(reference),
+        speakers_found: speaker_count(&hypothesis),
+        turns: hypothesis,
+    }
+}
+
+/// Each speech region of `samples` as a turn of `speaker`.
+fn vad_turns(samples: &[f32], speaker: &str) -> Vec<Turn> {
+    speech_regions(samples, &VadOptions::default())
+        .iter()
+        .map(|r| {
+            Turn::new(
+                r.start as f64 / SAMPLE_RATE,
+                r.end as f64 / SAMPLE_RATE,
+                speaker,
+            )
+        })
+        .collect()
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
+}
+
+/// VAD and [`diarize_channel`] on one mono channel: the turns and the wall time.
+fn diarize_mono(encoder: &SpeakerEncoder, samples: &[f32]) -> Result<(Vec<Turn>, f64)> {
+    let start = Instant::now();
+    let regions = speech_regions(samples, &VadOptions::default());
+    let turns = diarize_channel(encoder, samples, &regions, &DiarizeOptions::default())?;
+    Ok((turns, start.elapsed().as_secs_f64()))
+}
+
+fn diarization(args: DiarizationArgs) -> Result<()> {
+    set_threads(args.threads)?;
+    if !args.model.is_file() {
+        bail!(
+            "{}: no such file; run scripts/fetch-models (or pass --model)",
+            args.model.display()
+        );
+    }
+    let encoder = SpeakerEncoder::open(&args.model)?;
+    let mut rows = Vec::new();
+
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(&args.dir)
+        .with_context(|| {
+            format!(
+                "{}: reading the folder (the evaluation set lives in ../shared/eval, which only \
+                 the development checkout and CI have; pass --dir)",
+                args.dir.display()
+            )
+        })?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "wav") && p.with_extension("rttm").is_file())
+        .collect();
+    entries.sort();
+    if entries.is_empty() {
+        bail!("{}: no NAME.wav with a NAME.rttm", args.dir.display());
+    }
+    for wav in &entries {
+        let rttm = wav.with_extension("rttm");
+        let text = std::fs::read_to_string(&rttm)
+            .with_context(|| format!("reading {}", rttm.display()))?;
+        let reference = parse_rttm(&text).with_context(|| rttm.display().to_string())?;
+        let recording = read_mono(wav)?;
+        let samples = &recording.channels[0];
+        let (turns, wall) = diarize_mono(&encoder, samples)?;
+        rows.push(diarization_row(
+            &file_name(wav),
+            "mono",
+            audio_seconds(&recording),
+            wall,
+            &reference,
+            turns,
+            args.collar,
+        ));
+    }
+
+    if args.stereo.as_os_str().is_empty() {
+        // No stereo file asked for.
+    } else {
+        let recording = read_recording(&args.stereo, &AudioLimits::default())?;
+        let name = file_name(&args.stereo);
+        if recording.channels.len() != 2 {
+            bail!(
+                "{}: {} channels, a stereo file has 2",
+                args.stereo.display(),
+                recording.channels.len()
+            );
+        }
+        let seconds = audio_seconds(&recording);
+        let start = Instant::now();
+        let by_channel: Vec<Turn> = recording
+            .channels
+            .iter()
+            .enumerate()
+            .flat_map(|(i, c)| vad_turns(c, &format!("channel{i}")))
+            .collect();
+        let channel_wall = start.elapsed().as_secs_f64();
+        let reference = match &args.stereo_rttm {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                parse_rttm(&text).with_context(|| path.display().to_string())?
+            }
+            None => by_channel.clone(),
+        };
+        rows.push(diarization_row(
+            &name,
+            "channels",
+            seconds,
+            channel_wall,
+            &reference,
+            by_channel,
+            args.collar,
+        ));
+        let mixed = downmix(recording.channels);
+        let (turns, wall) = diarize_mono(&encoder, &mixed)?;
+        rows.push(diarization_row(
+            &name,
+            "mixdown",
+            seconds,
+            wall,
+            &reference,
+            turns,
+            args.collar,
+        ));
+    }
+
+    print!("{}", render_diarization_table(&rows, args.collar));
+    if args.verbose {
+        for row in &rows {
+            println!("\n# {} ({})", row.file, row.mode);
+            for turn in &row.turns {
+                println!("{:8.2} {:8.2}  {}", turn.start, turn.end, turn.speaker);
+            }
+        }
+    }
+    if let Some(path) = &args.json {
+        let json = serde_json::json!({
+            "collar": args.collar,
+            "rows": rows,
+        });
+        std::fs::write(path, serde_json::to_string_pretty(&json)? + "\n")
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+pub fn render_diarization_table(rows: &[DiarizationRow], collar: f64) -> String {
+    let width = rows
+        .iter()
+        .map(|r| r.file.chars().count())
+        .chain(["file".len()])
+        .max()
+        .unwrap_or(4);
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<width$}  {:<8} {:>7} {:>6} {:>7} {:>7} {:>7} {:>7} {:>7} {:>6} {:>8}",
+        "file",
+        "mode",
+        "audio s",
+        "RTF",
+        "ref s",
+        "miss s",
+        "FA s",
+        "conf s",
+        "DER %",
+        "spk",
+        "ref spk"
+    );
+    for r in rows {
+        let _ = writeln!(
+            out,
+            "{:<width$}  {:<8} {:>7.1} {:>5.0}x {:>7.2} {:>7.2} {:>7.2} {:>7.2} {:>7.1} {:>6} {:>8}",
+            r.file,
+            r.mode,
+            r.audio_seconds,
+            r.audio_seconds / r.wall_seconds.max(1e-9),
+            r.reference_seconds,
+            r.missed_seconds,
+            r.false_alarm_seconds,
+            r.confusion_seconds,
+            r.der_percent,
+            r.speakers_found,
+            r.reference_speakers,
+        );
+    }
+    let _ = writeln!(
+        out,
+        "(collar {collar} s total around each reference boundary; RTF = audio s / wall s)"
+    );
+    out
 }

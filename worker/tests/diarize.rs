@@ -178,27 +178,3 @@ fn no_speech_gives_no_turns() {
     assert_eq!(turns.len(), 1);
     assert!((turns[0].start - 1.0).abs() < 1e-9 && (turns[0].end - 1.4).abs() < 1e-9);
 }
-
-#[test]
-fn zz_probe() {
-    use callscript_worker::diarize::window_ranges;
-    use callscript_worker::speaker::{cosine, normalize_volume};
-    let channels = stereo_channels();
-    let (a, b) = (&channels[0], &channels[1]);
-    let pieces: Vec<(&str, &[f32])> = vec![
-        ("A", &a[at(0.2)..at(2.6)]),
-        ("B", &b[at(0.2)..at(2.7)]),
-        ("A", &a[at(2.6)..at(5.0)]),
-    ];
-    let (samples, _truth) = concatenate(&pieces, 0.3);
-    let regions = speech_regions(&samples, &VadOptions::default());
-    eprintln!("regions {regions:?}");
-    let ranges = window_ranges(samples.len(), &regions, 24000, 12000);
-    let n = normalize_volume(&samples);
-    let sl: Vec<&[f32]> = ranges.iter().map(|r| &n[r.clone()]).collect();
-    let e = encoder().embed_prepared(&sl).unwrap();
-    for (i, r) in ranges.iter().enumerate() {
-        let row: Vec<String> = e.iter().map(|y| format!("{:.2}", cosine(&e[i], y))).collect();
-        eprintln!("{:5.2} {}", r.start as f64 / RATE, row.join(" "));
-    }
-}

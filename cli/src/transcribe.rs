@@ -13,6 +13,7 @@ use callscript_worker::audio::{self, AudioLimits};
 use callscript_worker::decode::{DecodeOptions, Decoder};
 use callscript_worker::device;
 use callscript_worker::diarize::DiarizeOptions;
+use callscript_worker::roles::RoleOptions;
 use callscript_worker::source::ModelSource;
 use callscript_worker::speaker::SpeakerEncoder;
 use callscript_worker::transcribe::{
@@ -50,6 +51,10 @@ pub struct TranscribeArgs {
     /// speaker embeddings and clustering in a mono one.
     #[arg(long)]
     diarize: bool,
+    /// With `--diarize` on stereo recordings: the agent's channel (1 or 2; the campaign's
+    /// channel map). Without it the agent is whoever says the greeting or disclosure.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    agent_channel: Option<u16>,
     /// The GE2E speaker encoder for `--diarize` (resemblyzer's `pretrained.pt`).
     #[arg(long, env = "CALLSCRIPT_SPEAKER_MODEL", default_value = DEFAULT_SPEAKER_MODEL)]
     speaker_model: PathBuf,
@@ -155,6 +160,10 @@ pub fn run(args: TranscribeArgs) -> Result<()> {
         transcriber = transcriber.with_diarizer(Diarizer {
             encoder,
             options: DiarizeOptions::default(),
+            roles: RoleOptions {
+                agent_channel: args.agent_channel.map(|c| usize::from(c) - 1),
+                ..RoleOptions::default()
+            },
         });
     }
     let limits = AudioLimits {

@@ -137,14 +137,20 @@ fn diarized_stereo_labels_each_party_and_writes_rttm() {
     ];
     let (code, text, stderr) = transcribe(&[&args[..], &[stereo.as_str()]].concat());
     assert_eq!(code, 0, "{stderr}");
+    // Roles: nobody says an agent phrase, so the first to speak is taken for the agent…
     assert!(
-        text.contains("[SPEAKER_00] He began a confused complaint"),
+        text.contains("[SPEAKER_00 agent] He began a confused complaint"),
         "{text}"
     );
     assert!(
-        text.contains("[SPEAKER_01] The horizon seems extremely distant."),
+        text.contains("[SPEAKER_01 customer] The horizon seems extremely distant."),
         "{text}"
     );
+    // …unless the channel map says otherwise.
+    let mapped = [&args[..], &["--agent-channel", "2", stereo.as_str()]].concat();
+    let (code, text, _) = transcribe(&mapped);
+    assert_eq!(code, 0);
+    assert!(text.contains("[SPEAKER_01 agent] The horizon"), "{text}");
 
     let (code, rttm, _) = transcribe(&[&args[..], &["--format", "rttm", stereo.as_str()]].concat());
     assert_eq!(code, 0);

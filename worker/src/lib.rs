@@ -15,6 +15,7 @@
 //! - [`crosstalk`]: a channel's speech without the other party's bleed into its microphone.
 //! - [`speaker`]: speaker embeddings (resemblyzer's GE2E encoder, from its legacy `.pt` file).
 //! - [`vad`]: speech regions of a channel (noise and silence rejected), merged into ≤ 30 s chunks.
+//! - [`roles`]: which speaker is the agent (channel map, agent phrases, campaign script).
 //! - [`transcript`]: the transcription result per channel; text, JSON, SRT and WebVTT.
 //! - [`wer`]: text normalization and word error rate against references.
 
@@ -27,6 +28,7 @@ pub mod diarize;
 pub mod kernels;
 pub mod mel;
 pub mod model;
+pub mod roles;
 pub mod source;
 pub mod speaker;
 pub mod tokenizer;

@@ -18,6 +18,7 @@ use crate::crosstalk;
 use crate::decode::{DecodeError, Decoder, Window};
 use crate::diarize::{self, DiarizeOptions};
 use crate::mel::{LogMel, MelExtractor, HOP_LENGTH, SAMPLE_RATE, WINDOW_FRAMES};
+use crate::roles::{assign_roles, RoleOptions};
 use crate::speaker::{SpeakerEncoder, SpeakerError};
 use crate::transcript::{ChannelTranscript, Segment, Transcript};
 use crate::vad::{self, VadOptions};
@@ -115,6 +116,8 @@ pub enum TranscribeError {
 pub struct Diarizer {
     pub encoder: SpeakerEncoder,
     pub options: DiarizeOptions,
+    /// How the agent is told from the customer.
+    pub roles: RoleOptions,
 }
 
 /// Transcribes recordings with one decoder.
@@ -221,6 +224,7 @@ impl Transcriber {
         if let Some(diarizer) = &self.diarizer {
             for (transcript, recording) in transcripts.iter_mut().zip(recordings) {
                 self.label_speakers(diarizer, transcript, recording)?;
+                transcript.roles = assign_roles(transcript, &diarizer.roles);
             }
         }
         Ok(transcripts)
@@ -367,6 +371,7 @@ impl Transcriber {
         let mut transcripts: Vec<Transcript> = recordings
             .iter()
             .map(|recording| Transcript {
+                roles: Default::default(),
                 source: recording.name.clone(),
                 duration: recording.channels.first().map_or(0.0, |c| c.len() as f64)
                     / SAMPLE_RATE as f64,

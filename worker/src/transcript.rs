@@ -17,9 +17,12 @@ use std::cmp::Ordering;
 use std::fmt;
 use std::str::FromStr;
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::diarize::{write_rttm, Turn};
+use crate::roles::Role;
 
 /// One decoded stretch of one channel.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -59,6 +62,9 @@ pub struct Transcript {
     /// The recording's length in seconds.
     pub duration: f64,
     pub channels: Vec<ChannelTranscript>,
+    /// Each diarized speaker's role in the call.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub roles: BTreeMap<String, Role>,
 }
 
 impl Transcript {
@@ -102,7 +108,11 @@ impl Transcript {
     /// A line's label: its speaker when diarized, else its channel when there are several.
     fn label(&self, line: &Line<'_>) -> Option<String> {
         match &line.segment.speaker {
-            Some(speaker) => Some(speaker.clone()),
+            Some(speaker) => Some(match self.roles.get(speaker) {
+                Some(Role::Agent) => format!("{speaker} agent"),
+                Some(Role::Customer) => format!("{speaker} customer"),
+                None => speaker.clone(),
+            }),
             None if self.labelled() => Some(format!("ch {}", line.channel + 1)),
             None => None,
         }
@@ -354,6 +364,7 @@ mod tests {
             source: "call.wav".to_owned(),
             duration: 12.0,
             channels,
+            roles: BTreeMap::new(),
         }
     }
 
@@ -668,7 +679,8 @@ mod tests {
         greeting.speaker = Some("SPEAKER_00".to_owned());
         let mut answer = segment(1.6, 2.0, " Hi.");
         answer.speaker = Some("SPEAKER_01".to_owned());
-        let transcript = Transcript {
+        let mut transcript = Transcript {
+            roles: BTreeMap::new(),
             source: "calls/c1.wav".to_owned(),
             duration: 2.0,
             channels: vec![ChannelTranscript {
@@ -693,5 +705,10 @@ mod tests {
             ]
         );
         assert_eq!("RTTM".parse::<OutputFormat>(), Ok(OutputFormat::Rttm));
+        transcript
+            .roles
+            .insert("SPEAKER_00".to_owned(), Role::Agent);
+        assert!(render(&transcript, OutputFormat::Text)
+            .starts_with("[SPEAKER_00 agent] Hello, thanks for calling.\n[SPEAKER_01] Hi."));
     }
 }

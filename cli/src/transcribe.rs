@@ -55,6 +55,10 @@ pub struct TranscribeArgs {
     /// channel map). Without it the agent is whoever says the greeting or disclosure.
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
     agent_channel: Option<u16>,
+    /// With `--diarize`: a file of the campaign's agent script, one line per phrase; the
+    /// speaker who says its lines is the agent.
+    #[arg(long)]
+    agent_script: Option<PathBuf>,
     /// The GE2E speaker encoder for `--diarize` (resemblyzer's `pretrained.pt`).
     #[arg(long, env = "CALLSCRIPT_SPEAKER_MODEL", default_value = DEFAULT_SPEAKER_MODEL)]
     speaker_model: PathBuf,
@@ -162,7 +166,16 @@ pub fn run(args: TranscribeArgs) -> Result<()> {
             options: DiarizeOptions::default(),
             roles: RoleOptions {
                 agent_channel: args.agent_channel.map(|c| usize::from(c) - 1),
-                ..RoleOptions::default()
+                script: match &args.agent_script {
+                    Some(path) => std::fs::read_to_string(path)
+                        .with_context(|| format!("reading the agent script {}", path.display()))?
+                        .lines()
+                        .map(str::trim)
+                        .filter(|line| !line.is_empty())
+                        .map(str::to_owned)
+                        .collect(),
+                    None => Vec::new(),
+                },
             },
         });
     }

@@ -178,3 +178,57 @@ fn no_speech_gives_no_turns() {
     assert_eq!(turns.len(), 1);
     assert!((turns[0].start - 1.0).abs() < 1e-9 && (turns[0].end - 1.4).abs() < 1e-9);
 }
+
+/// `text` spoken by espeak-ng with `voice`, decoded to 16 kHz.
+fn espeak(dir: &std::path::Path, voice: &[&str], text: &str, name: &str) -> Vec<f32> {
+    let path = dir.join(format!("{name}.wav"));
+    let status = std::process::Command::new("espeak-ng")
+        .args(voice)
+        .arg("-w")
+        .arg(&path)
+        .arg(text)
+        .status()
+        .expect("espeak-ng must be installed (Debian package `espeak-ng`)");
+    assert!(status.success(), "espeak-ng {voice:?} failed");
+    let audio = decode(&read(&path), Some("wav"), &AudioLimits::default()).unwrap();
+    audio.channels.into_iter().next().unwrap()
+}
+
+#[test]
+fn two_espeak_voices_taking_turns() {
+    // An agent and a caller, alternating four times, as a mono call.
+    let dir = tempfile::tempdir().unwrap();
+    let agent = ["-v", "en-us", "-s", "150"];
+    // A female variant, higher pitched: GE2E puts the whole clips at cosine 0.69 (en-gb+f3, at
+    // 0.91, is too close to tell apart by voice alone).
+    let caller = ["-v", "en-us+f2", "-p", "80", "-s", "160"];
+    let turns = [
+        (
+            &agent[..],
+            "Thank you for calling Acme Solar, my name is Dana. This call may be recorded.",
+        ),
+        (
+            &caller[..],
+            "Hi, yes, I got a letter about solar panels for my house.",
+        ),
+        (
+            &agent[..],
+            "Great, I can help with that. Are you the homeowner at this address?",
+        ),
+        (
+            &caller[..],
+            "Yes I am, we bought the house three years ago.",
+        ),
+    ];
+    let clips: Vec<(&str, Vec<f32>)> = turns
+        .iter()
+        .enumerate()
+        .map(|(i, (voice, text))| {
+            let who = if i % 2 == 0 { "agent" } else { "caller" };
+            (who, espeak(dir.path(), voice, text, &format!("turn{i}")))
+        })
+        .collect();
+    let pieces: Vec<(&str, &[f32])> = clips.iter().map(|(w, s)| (*w, s.as_slice())).collect();
+    let (samples, truth) = concatenate(&pieces, 0.4);
+    check_two_voices(&samples, &truth, "espeak-ng agent/caller");
+}

@@ -4,28 +4,12 @@
 
 mod common;
 
-use std::sync::OnceLock;
-
 use callscript_worker::audio::{decode, AudioLimits};
 use callscript_worker::diarize::{diarize_channel, DiarizeOptions, Turn};
-use callscript_worker::speaker::SpeakerEncoder;
 use callscript_worker::vad::{speech_regions, SpeechRegion, VadOptions};
-use common::{audio_fixture, read, repo_path};
+use common::{audio_fixture, read, speaker_encoder};
 
 const RATE: f64 = 16_000.0;
-
-fn encoder() -> &'static SpeakerEncoder {
-    static ENCODER: OnceLock<SpeakerEncoder> = OnceLock::new();
-    ENCODER.get_or_init(|| {
-        let path = repo_path("models/resemblyzer/pretrained.pt");
-        assert!(
-            path.is_file(),
-            "{} is missing: run scripts/fetch-models first",
-            path.display()
-        );
-        SpeakerEncoder::open(&path).unwrap()
-    })
-}
 
 /// The stereo fixture's channels: a different speaker on each (A talks 0.3–4.9 s with a pause
 /// near 2.5 s, B 0.3–2.6 s).
@@ -84,7 +68,13 @@ fn check_two_voices(
     what: &str,
 ) -> (Vec<Turn>, Vec<SpeechRegion>) {
     let regions = speech_regions(samples, &VadOptions::default());
-    let turns = diarize_channel(encoder(), samples, &regions, &DiarizeOptions::default()).unwrap();
+    let turns = diarize_channel(
+        speaker_encoder(),
+        samples,
+        &regions,
+        &DiarizeOptions::default(),
+    )
+    .unwrap();
     eprintln!("{what}: truth {truth:?}");
     for turn in &turns {
         eprintln!(
@@ -160,21 +150,23 @@ fn two_voices_alternating_from_the_stereo_fixture() {
 #[test]
 fn no_speech_gives_no_turns() {
     let samples = vec![0.0f32; at(3.0)];
-    let turns = diarize_channel(encoder(), &samples, &[], &DiarizeOptions::default()).unwrap();
+    let turns =
+        diarize_channel(speaker_encoder(), &samples, &[], &DiarizeOptions::default()).unwrap();
     assert!(turns.is_empty());
     // One speaker alone: one label.
     let channels = stereo_channels();
     let a = &channels[0];
     let regions = speech_regions(a, &VadOptions::default());
     assert!(!regions.is_empty());
-    let turns = diarize_channel(encoder(), a, &regions, &DiarizeOptions::default()).unwrap();
+    let turns =
+        diarize_channel(speaker_encoder(), a, &regions, &DiarizeOptions::default()).unwrap();
     assert_eq!(distinct_speakers(&turns), vec!["SPEAKER_00".to_string()]);
     // A region shorter than a window still gets a speaker.
     let short = [SpeechRegion {
         start: at(1.0),
         end: at(1.4),
     }];
-    let turns = diarize_channel(encoder(), a, &short, &DiarizeOptions::default()).unwrap();
+    let turns = diarize_channel(speaker_encoder(), a, &short, &DiarizeOptions::default()).unwrap();
     assert_eq!(turns.len(), 1);
     assert!((turns[0].start - 1.0).abs() < 1e-9 && (turns[0].end - 1.4).abs() < 1e-9);
 }

@@ -2,32 +2,14 @@
 //! `scripts/speaker-references`). Needs `models/resemblyzer/pretrained.pt`
 //! (`scripts/fetch-models`); the tests fail without it.
 
-use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::time::Instant;
 
 use callscript_worker::audio::{decode, AudioLimits};
 use callscript_worker::speaker::{cosine, SpeakerEncoder, SpeakerError, EMBEDDING_SIZE};
+use common::{repo_path, speaker_encoder};
 use serde_json::Value;
 
-fn repo_path(relative: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join(relative)
-}
-
-fn encoder() -> &'static SpeakerEncoder {
-    static ENCODER: OnceLock<SpeakerEncoder> = OnceLock::new();
-    ENCODER.get_or_init(|| {
-        let path = repo_path("models/resemblyzer/pretrained.pt");
-        assert!(
-            path.is_file(),
-            "{} is missing: run scripts/fetch-models first",
-            path.display()
-        );
-        SpeakerEncoder::open(&path).unwrap()
-    })
-}
+mod common;
 
 /// A recording of `fixtures/audio/`, one buffer per channel (16 kHz f32).
 fn channels(name: &str) -> Vec<Vec<f32>> {
@@ -90,7 +72,7 @@ fn references() -> Vec<(String, Vec<f32>, Vec<f32>)> {
 
 #[test]
 fn embeddings_match_resemblyzer() {
-    let encoder = encoder();
+    let encoder = speaker_encoder();
     let references = references();
     assert_eq!(references.len(), 7);
     for (name, samples, expected) in &references {
@@ -119,7 +101,7 @@ fn embeddings_match_resemblyzer() {
 
 #[test]
 fn batched_windows_equal_single_utterances() {
-    let encoder = encoder();
+    let encoder = speaker_encoder();
     let references = references();
     let windows: Vec<&[f32]> = references.iter().map(|(_, s, _)| s.as_slice()).collect();
     let batched = encoder.embed_windows(&windows).unwrap();
@@ -151,7 +133,7 @@ fn batched_windows_equal_single_utterances() {
 
 #[test]
 fn the_two_stereo_speakers_are_far_apart() {
-    let encoder = encoder();
+    let encoder = speaker_encoder();
     let stereo = channels("faster_whisper_stereo_diarization.wav");
     let half = stereo[0].len() / 2;
     let halves: Vec<&[f32]> = stereo
@@ -203,7 +185,7 @@ fn missing_or_wrong_files_are_clear_errors() {
     assert!(error.to_string().contains("truncated"), "{error}");
 
     assert!(matches!(
-        encoder().embed_utterance(&[]),
+        speaker_encoder().embed_utterance(&[]),
         Err(SpeakerError::Empty)
     ));
 }

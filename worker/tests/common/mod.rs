@@ -7,9 +7,11 @@
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::OnceLock;
 
 use callscript_worker::audio::{decode, AudioLimits};
 use callscript_worker::ct2::WhisperDims;
+use callscript_worker::speaker::SpeakerEncoder;
 use serde_json::Value;
 
 /// A path relative to the repository root.
@@ -156,4 +158,18 @@ pub fn base_dims() -> WhisperDims {
         n_text_layer: 6,
         n_vocab: 51865,
     }
+}
+
+/// The bundled GE2E speaker encoder, loaded once per test binary; fails (not skips) without it.
+pub fn speaker_encoder() -> &'static SpeakerEncoder {
+    static ENCODER: OnceLock<SpeakerEncoder> = OnceLock::new();
+    ENCODER.get_or_init(|| {
+        let path = repo_path("models/resemblyzer/pretrained.pt");
+        assert!(
+            path.is_file(),
+            "{} is missing: run scripts/fetch-models first",
+            path.display()
+        );
+        SpeakerEncoder::open(&path).unwrap()
+    })
 }

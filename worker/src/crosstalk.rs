@@ -7,7 +7,9 @@
 //! floor) and no other channel is much louder at the same moment ([`BLEED_MARGIN_DB`]): bleed arrives 20–40 dB down, while two parties talking over
 //! each other are within a few dB of each other, so overlapping speech is kept on both channels.
 //! [`own_speech`] cuts a channel's speech regions down to its own stretches, bridging short gaps
-//! and padding like the VAD does, and drops what is left too short to hold a word.
+//! and padding like the VAD does, and drops what is left too short to hold a word. A channel
+//! that only copies another ([`duplicate_of`]: mono calls stored as dual-mono stereo) is not
+//! transcribed at all.
 
 use crate::mel::SAMPLE_RATE;
 use crate::vad::SpeechRegion;
@@ -98,6 +100,28 @@ pub fn own_speech(
         }
     }
     kept
+}
+
+/// Below this energy of their difference (relative to the channel's own, −40 dB) two channels
+/// carry the same audio: a mono call stored as dual-mono stereo.
+const DUPLICATE_RATIO: f64 = 1e-4;
+
+/// The earlier channel that `channel` merely copies (dual-mono recordings), if any: such a
+/// channel is the same party again, and transcribing it would print every line twice.
+pub fn duplicate_of(channels: &[Vec<f32>], channel: usize) -> Option<usize> {
+    let own = &channels[channel];
+    let energy: f64 = own.iter().map(|&s| f64::from(s) * f64::from(s)).sum();
+    (0..channel).find(|&earlier| {
+        let other = &channels[earlier];
+        other.len() == own.len() && {
+            let difference: f64 = own
+                .iter()
+                .zip(other)
+                .map(|(&a, &b)| f64::from(a - b) * f64::from(a - b))
+                .sum();
+            difference <= DUPLICATE_RATIO * energy
+        }
+    })
 }
 
 /// Gaps of `false` shorter than `max` between two `true`s become `true`.
@@ -206,6 +230,18 @@ mod tests {
         let regions = [region(0.3, 1.7)];
         assert_eq!(own_speech(&mono, 0, &regions), regions.to_vec());
         assert!(own_speech(&[vec![], vec![]], 0, &[]).is_empty());
+    }
+
+    #[test]
+    fn dual_mono_channels_are_duplicates() {
+        let voice = burst(2.0, 0.5, 1.5, 0.3);
+        let other = burst(2.0, 0.2, 0.8, 0.3);
+        let near_copy: Vec<f32> = voice.iter().map(|v| v * 0.999).collect();
+        let channels = vec![voice.clone(), other, near_copy, voice];
+        assert_eq!(duplicate_of(&channels, 0), None);
+        assert_eq!(duplicate_of(&channels, 1), None);
+        assert_eq!(duplicate_of(&channels, 2), Some(0));
+        assert_eq!(duplicate_of(&channels, 3), Some(0));
     }
 
     #[test]

@@ -235,6 +235,9 @@ impl Transcriber {
         let mut jobs = Vec::new();
         for (r, recording) in recordings.iter().enumerate() {
             for (c, samples) in recording.channels.iter().enumerate() {
+                if crosstalk::duplicate_of(&recording.channels, c).is_some() {
+                    continue;
+                }
                 let spans: Vec<(usize, usize)> = match &self.options.vad {
                     Some(options) => {
                         let regions = vad::speech_regions(samples, options);

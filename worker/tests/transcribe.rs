@@ -208,3 +208,18 @@ fn bleed_from_the_other_channel_is_not_transcribed_twice() {
         assert!(!second.contains(word), "{second:?}");
     }
 }
+
+#[test]
+fn dual_mono_is_transcribed_once() {
+    let speech = goforward_samples();
+    let mut transcriber = transcriber(TranscribeOptions::default());
+    let transcript = run(
+        &mut transcriber,
+        &[recording("dual mono", vec![speech.clone(), speech])],
+    )
+    .remove(0);
+    assert_eq!(transcript.channels.len(), 2);
+    assert_eq!(transcript.channels[0].segments.len(), 1);
+    assert!(transcript.channels[1].segments.is_empty());
+    assert_eq!(transcript.text(), "Go forward 10 meters.");
+}

@@ -21,7 +21,7 @@ use crate::mel::{LogMel, MelExtractor, HOP_LENGTH, SAMPLE_RATE, WINDOW_FRAMES};
 use crate::roles::{assign_roles, RoleOptions};
 use crate::speaker::{SpeakerEncoder, SpeakerError};
 use crate::transcript::{ChannelTranscript, Segment, Transcript};
-use crate::vad::{self, VadOptions};
+use crate::vad::{self, SpeechRegion, VadOptions};
 
 /// Frames per second of log-mel features.
 const FRAMES_PER_SECOND: f64 = (SAMPLE_RATE / HOP_LENGTH) as f64;
@@ -172,7 +172,9 @@ impl Transcriber {
         recordings: &[Recording],
         progress: &mut dyn FnMut(Progress),
     ) -> Result<Vec<Transcript>, TranscribeError> {
-        let mut jobs = self.jobs(recordings);
+        let speech: Vec<Vec<Option<Vec<SpeechRegion>>>> =
+            recordings.iter().map(|r| self.speech(r)).collect();
+        let mut jobs = self.jobs(recordings, &speech);
         let total_seconds: f64 =
             jobs.iter().map(|j| j.len as f64).sum::<f64>() / SAMPLE_RATE as f64;
         let mut done_seconds = 0.0;
@@ -222,31 +224,47 @@ impl Transcriber {
         }
         let mut transcripts = self.assemble(recordings, jobs);
         if let Some(diarizer) = &self.diarizer {
-            for (transcript, recording) in transcripts.iter_mut().zip(recordings) {
-                self.label_speakers(diarizer, transcript, recording)?;
+            for ((transcript, recording), speech) in
+                transcripts.iter_mut().zip(recordings).zip(&speech)
+            {
+                self.label_speakers(diarizer, transcript, recording, speech)?;
                 transcript.roles = assign_roles(transcript, &diarizer.roles);
             }
         }
         Ok(transcripts)
     }
 
-    /// The chunks of every channel of every recording.
-    fn jobs(&self, recordings: &[Recording]) -> Vec<Job> {
+    /// Each channel's speech regions, less the other party's bleed, when VAD is on (`None`
+    /// when it is off).
+    fn speech(&self, recording: &Recording) -> Vec<Option<Vec<SpeechRegion>>> {
+        let channels = &recording.channels;
+        (0..channels.len())
+            .map(|c| {
+                let options = self.options.vad.as_ref()?;
+                let regions = vad::speech_regions(&channels[c], options);
+                Some(crosstalk::own_speech(channels, c, &regions))
+            })
+            .collect()
+    }
+
+    /// The chunks of every channel of every recording, from their speech regions
+    /// ([`Transcriber::speech`]).
+    fn jobs(
+        &self,
+        recordings: &[Recording],
+        speech: &[Vec<Option<Vec<SpeechRegion>>>],
+    ) -> Vec<Job> {
         let mut jobs = Vec::new();
-        for (r, recording) in recordings.iter().enumerate() {
-            for (c, samples) in recording.channels.iter().enumerate() {
+        for ((r, recording), speech) in recordings.iter().enumerate().zip(speech) {
+            for ((c, samples), regions) in recording.channels.iter().enumerate().zip(speech) {
                 if crosstalk::duplicate_of(&recording.channels, c).is_some() {
                     continue;
                 }
-                let spans: Vec<(usize, usize)> = match &self.options.vad {
-                    Some(options) => {
-                        let regions = vad::speech_regions(samples, options);
-                        let regions = crosstalk::own_speech(&recording.channels, c, &regions);
-                        vad::chunks(samples, &regions, vad::CHUNK_SAMPLES)
-                            .into_iter()
-                            .map(|chunk| (chunk.start, chunk.end))
-                            .collect()
-                    }
+                let spans: Vec<(usize, usize)> = match regions {
+                    Some(regions) => vad::chunks(samples, regions, vad::CHUNK_SAMPLES)
+                        .into_iter()
+                        .map(|chunk| (chunk.start, chunk.end))
+                        .collect(),
                     None if samples.is_empty() => Vec::new(),
                     None => vec![(0, samples.len())],
                 };
@@ -340,6 +358,7 @@ impl Transcriber {
         diarizer: &Diarizer,
         transcript: &mut Transcript,
         recording: &Recording,
+        speech: &[Option<Vec<SpeechRegion>>],
     ) -> Result<(), SpeakerError> {
         if recording.channels.len() > 1 {
             for channel in &mut transcript.channels {
@@ -353,8 +372,11 @@ impl Transcriber {
         let Some(samples) = recording.channels.first() else {
             return Ok(());
         };
-        let vad = self.options.vad.unwrap_or_default();
-        let regions = vad::speech_regions(samples, &vad);
+        // The regions the transcription used; without VAD, the default VAD's.
+        let regions = match speech.first() {
+            Some(Some(regions)) => regions.clone(),
+            _ => vad::speech_regions(samples, &VadOptions::default()),
+        };
         let turns =
             diarize::diarize_channel(&diarizer.encoder, samples, &regions, &diarizer.options)?;
         for segment in transcript.channels.iter_mut().flat_map(|c| &mut c.segments) {

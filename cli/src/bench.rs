@@ -50,7 +50,7 @@ const FW_COMPUTE_TYPES: [&str; 2] = ["float32", "int8"];
 /// What CTranslate2 reads to use Intel MKL on a CPU that is not Intel's.
 const CT2_USE_MKL: &str = "CT2_USE_MKL";
 
-const SAMPLE_RATE: f64 = 16_000.0;
+const SAMPLE_RATE: f64 = callscript_worker::audio::TARGET_SAMPLE_RATE as f64;
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
@@ -276,10 +276,6 @@ fn read_mono(path: &Path) -> Result<Recording> {
         name: recording.name,
         channels: vec![downmix(recording.channels)],
     })
-}
-
-fn audio_seconds(recording: &Recording) -> f64 {
-    recording.channels.first().map_or(0, Vec::len) as f64 / SAMPLE_RATE
 }
 
 /// One file's result in one run.
@@ -736,7 +732,7 @@ fn asr(args: AsrArgs) -> Result<()> {
             utterance,
             text,
             Some(seconds),
-            audio_seconds(&recording),
+            recording.duration(),
         ));
     }
     let sequential = EngineRun {
@@ -767,7 +763,7 @@ fn asr(args: AsrArgs) -> Result<()> {
             .iter()
             .zip(&recordings)
             .zip(&transcripts)
-            .map(|((u, r), t)| FileResult::new(u, t.text(), None, audio_seconds(r)))
+            .map(|((u, r), t)| FileResult::new(u, t.text(), None, r.duration()))
             .collect(),
     };
     drop((recordings, transcripts, transcriber));
@@ -1336,7 +1332,7 @@ fn diarization(args: DiarizationArgs) -> Result<()> {
         rows.push(diarization_row(
             &file_name(wav),
             "mono",
-            audio_seconds(&recording),
+            recording.duration(),
             wall,
             &reference,
             turns,
@@ -1356,7 +1352,7 @@ fn diarization(args: DiarizationArgs) -> Result<()> {
                 recording.channels.len()
             );
         }
-        let seconds = audio_seconds(&recording);
+        let seconds = recording.duration();
         let start = Instant::now();
         let by_channel: Vec<Turn> = recording
             .channels

@@ -199,14 +199,7 @@ pub fn run(args: TranscribeArgs) -> Result<()> {
                 }
             }
         }
-        let group_seconds: f64 = recordings
-            .iter()
-            .map(|r| {
-                r.channels
-                    .first()
-                    .map_or(0.0, |c| c.len() as f64 / 16_000.0)
-            })
-            .sum();
+        let group_seconds: f64 = recordings.iter().map(Recording::duration).sum();
         let done_before = bar.position();
         let transcripts = transcriber.transcribe(&recordings, &mut |p: Progress| {
             bar.set_position(done_before + p.recordings_done as u64);

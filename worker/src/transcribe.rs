@@ -62,6 +62,13 @@ pub struct Recording {
     pub channels: Vec<Vec<f32>>,
 }
 
+impl Recording {
+    /// Its length in seconds.
+    pub fn duration(&self) -> f64 {
+        self.channels.first().map_or(0, Vec::len) as f64 / SAMPLE_RATE as f64
+    }
+}
+
 /// Progress of a [`Transcriber::transcribe`] call, reported after every batch.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Progress {
@@ -398,8 +405,7 @@ impl Transcriber {
             .map(|recording| Transcript {
                 roles: Default::default(),
                 source: recording.name.clone(),
-                duration: recording.channels.first().map_or(0.0, |c| c.len() as f64)
-                    / SAMPLE_RATE as f64,
+                duration: recording.duration(),
                 channels: (0..recording.channels.len())
                     .map(|channel| ChannelTranscript {
                         channel,

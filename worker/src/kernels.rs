@@ -12,7 +12,7 @@
 //!   their strides, so the fused q/k/v projection is never copied into per-head tensors.
 //! - [`gelu_erf`] applies the exact (erf) GELU, which Whisper and CTranslate2 use, with a
 //!   vectorised erf, in parallel.
-//! - [`log_softmax_in_place`] and [`softmax_in_place`] serve the decoder's per-row logit work.
+//! - [`log_softmax_in_place`] serves the decoder's per-row logit work.
 //!
 //! The math is written as plain loops over slices that LLVM vectorises, and runs
 //! compiled for AVX-512 or AVX2+FMA when the CPU has them (`multiversion!`, detected at run time), so one
@@ -161,13 +161,6 @@ fn softmax_row(row: &mut [f32]) {
     let scale = 1.0 / exp_shifted_in_place(row, max(row));
     for value in row.iter_mut() {
         *value *= scale;
-    }
-}
-
-multiversion! {
-    /// `row ← softmax(row)`.
-    pub fn softmax_in_place(row: &mut [f32]) {
-        softmax_row(row)
     }
 }
 
@@ -442,7 +435,9 @@ mod tests {
             .map(|&v| f64::from(v - max).exp() / sum)
             .collect();
         let mut log_row = row.clone();
-        softmax_in_place(&mut row);
+        // One row, no mask: the attention kernel's softmax.
+        let width = row.len();
+        masked_softmax_rows(&mut row, width, 0, false);
         log_softmax_in_place(&mut log_row);
         for ((p, lp), w) in row.iter().zip(&log_row).zip(&want) {
             assert!((f64::from(*p) - w).abs() < 1e-6 * w.max(1e-3));

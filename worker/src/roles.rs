@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::transcript::Transcript;
-use crate::wer::{normalize, word_errors};
+use crate::wer::{align, normalize};
 
 /// A party of the call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -110,14 +110,13 @@ pub fn assign_roles(transcript: &Transcript, options: &RoleOptions) -> BTreeMap<
 /// inserted), for phrases of three words or more; shorter phrases must match exactly.
 fn contains_phrase(words: &[String], phrase: &[String]) -> bool {
     let allowed = usize::from(phrase.len() >= 3);
-    let phrase_text = phrase.join(" ");
     let shortest = phrase.len().saturating_sub(allowed).max(1);
     (shortest..=phrase.len() + allowed)
         .filter(|&len| len <= words.len())
         .any(|len| {
             words
                 .windows(len)
-                .any(|window| word_errors(&phrase_text, &window.join(" ")).errors() <= allowed)
+                .any(|window| align(phrase, window).errors() <= allowed)
         })
 }
 

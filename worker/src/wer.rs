@@ -153,9 +153,10 @@ impl Cell {
     }
 }
 
-/// Levenshtein over words, one table row at a time (memory linear in the hypothesis, so whole
-/// calls of thousands of words align without a quadratic table).
-fn align(reference: &[String], hypothesis: &[String]) -> WordErrors {
+/// [`word_errors`] of words already [`normalize`]d: Levenshtein over words, one table row at a
+/// time (memory linear in the hypothesis, so whole calls of thousands of words align without a
+/// quadratic table).
+pub fn align(reference: &[String], hypothesis: &[String]) -> WordErrors {
     // row[j]: the edits turning reference[..i] into hypothesis[..j].
     let mut row: Vec<Cell> = (0..=hypothesis.len())
         .map(|j| Cell {

@@ -222,6 +222,14 @@ struct Attempt {
     no_speech_prob: f64,
 }
 
+/// An attempt with what the fallback rules judge it by.
+struct Scored {
+    attempt: Attempt,
+    text: String,
+    compression_ratio: f64,
+    temperature: f64,
+}
+
 impl Decoder {
     /// A decoder for `model`; `config` gives the suppressed tokens and languages.
     pub fn new(
@@ -328,9 +336,8 @@ impl Decoder {
             .map(|(window, language)| self.prompt(&window.previous, language))
             .collect::<Result<_, _>>()?;
 
-        let mut kept: Vec<Option<(Attempt, f64)>> = (0..windows.len()).map(|_| None).collect();
-        let mut all: Vec<Vec<(Attempt, f64, f64)>> =
-            (0..windows.len()).map(|_| Vec::new()).collect();
+        let mut kept: Vec<Option<Scored>> = (0..windows.len()).map(|_| None).collect();
+        let mut failed: Vec<Vec<Scored>> = (0..windows.len()).map(|_| Vec::new()).collect();
         let mut pending: Vec<usize> = (0..windows.len()).collect();
         let temperatures = self.options.temperatures.clone();
         for &temperature in &temperatures {
@@ -340,12 +347,18 @@ impl Decoder {
             let attempts = self.attempt(&features, &prompts, &pending, temperature)?;
             let mut still = Vec::new();
             for (w, attempt) in pending.iter().copied().zip(attempts) {
-                let ratio = compression_ratio(&self.tokenizer.decode(&attempt.hypothesis.tokens)?);
-                if self.needs_fallback(&attempt, ratio) {
-                    all[w].push((attempt, temperature, ratio));
+                let text = self.tokenizer.decode(&attempt.hypothesis.tokens)?;
+                let scored = Scored {
+                    compression_ratio: compression_ratio(&text),
+                    attempt,
+                    text,
+                    temperature,
+                };
+                if self.needs_fallback(&scored) {
+                    failed[w].push(scored);
                     still.push(w);
                 } else {
-                    kept[w] = Some((attempt, temperature));
+                    kept[w] = Some(scored);
                 }
             }
             pending = still;
@@ -357,36 +370,37 @@ impl Decoder {
                 .options
                 .compression_ratio_threshold
                 .unwrap_or(f64::INFINITY);
-            let attempts = std::mem::take(&mut all[w]);
-            let below = attempts.iter().any(|(_, _, ratio)| *ratio <= threshold);
+            let attempts = std::mem::take(&mut failed[w]);
+            let below = attempts.iter().any(|a| a.compression_ratio <= threshold);
             let best = attempts
                 .into_iter()
-                .filter(|(_, _, ratio)| !below || *ratio <= threshold)
+                .filter(|a| !below || a.compression_ratio <= threshold)
                 .max_by(|a, b| {
-                    avg_logprob(&a.0.hypothesis).total_cmp(&avg_logprob(&b.0.hypothesis))
+                    avg_logprob(&a.attempt.hypothesis)
+                        .total_cmp(&avg_logprob(&b.attempt.hypothesis))
                 })
                 .expect("every temperature made an attempt");
-            kept[w] = Some((best.0, best.1));
+            kept[w] = Some(best);
         }
 
-        kept.into_iter()
+        Ok(kept
+            .into_iter()
             .zip(languages)
             .map(|(kept, language)| {
-                let (attempt, temperature) = kept.expect("every window has a result");
-                let hypothesis = attempt.hypothesis;
-                let text = self.tokenizer.decode(&hypothesis.tokens)?;
-                Ok(Decoded {
-                    compression_ratio: compression_ratio(&text),
+                let scored = kept.expect("every window has a result");
+                let hypothesis = scored.attempt.hypothesis;
+                Decoded {
+                    compression_ratio: scored.compression_ratio,
                     avg_logprob: avg_logprob(&hypothesis),
                     language: self.language_code(language),
-                    no_speech_prob: attempt.no_speech_prob,
+                    no_speech_prob: scored.attempt.no_speech_prob,
                     finished: hypothesis.finished,
                     tokens: hypothesis.tokens,
-                    temperature,
-                    text,
-                })
+                    temperature: scored.temperature,
+                    text: scored.text,
+                }
             })
-            .collect()
+            .collect())
     }
 
     /// Split a window's tokens into timestamped segments (faster-whisper's rule), returning them
@@ -471,10 +485,13 @@ impl Decoder {
         Ok(prompt)
     }
 
-    fn needs_fallback(&self, attempt: &Attempt, ratio: f64) -> bool {
+    fn needs_fallback(&self, scored: &Scored) -> bool {
         let o = &self.options;
+        let attempt = &scored.attempt;
         let avg = avg_logprob(&attempt.hypothesis);
-        let loops = o.compression_ratio_threshold.is_some_and(|t| ratio > t);
+        let loops = o
+            .compression_ratio_threshold
+            .is_some_and(|t| scored.compression_ratio > t);
         let unlikely = o.log_prob_threshold.is_some_and(|t| avg < t);
         let silent = unlikely
             && o.no_speech_threshold

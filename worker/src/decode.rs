@@ -595,7 +595,7 @@ impl Decoder {
             } else {
                 self.model.step(&mut state, &feed, n)?
             };
-            let mut logits: Vec<f32> = logits.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+            let mut logits: Vec<f32> = logits.flatten_all()?.to_vec1()?;
             let last_step = step + 1 == max_new;
 
             let mut next_live = Vec::new();

@@ -31,7 +31,7 @@ pub struct Cli {
 }
 
 #[derive(Args)]
-struct Settings {
+pub struct Settings {
     /// Postgres URL.
     #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
     database_url: Option<String>,
@@ -45,7 +45,11 @@ struct Settings {
 enum Command {
     /// Apply the database migrations (idempotent) and schedule queue maintenance with pg_cron
     /// where available.
-    Migrate,
+    Migrate {
+        /// Only check: list pending migrations and exit 1 if there are any.
+        #[arg(long)]
+        check: bool,
+    },
     /// Manage organizations (tenants).
     #[command(subcommand)]
     Org(OrgCommand),
@@ -54,6 +58,11 @@ enum Command {
     /// Look at and operate the call queue.
     #[command(subcommand)]
     Queue(QueueCommand),
+    /// Run the transcription lane: claim downloaded calls, transcribe and diarize them, store
+    /// the transcripts; until SIGTERM/SIGINT (clean stop: no call left leased).
+    Worker(crate::worker::WorkerArgs),
+    /// Check the configuration: database and schema, object store, model, device.
+    Doctor(crate::doctor::DoctorArgs),
     /// Transcribe recording files locally (no database): text, JSON, SRT or WebVTT.
     Transcribe(crate::transcribe::TranscribeArgs),
     /// Measure transcription accuracy and speed (against faster-whisper with --compare).
@@ -131,7 +140,9 @@ enum QueueCommand {
 pub async fn run(cli: Cli) -> Result<()> {
     let settings = cli.settings;
     match cli.command {
-        Command::Migrate => migrate_database(&settings).await,
+        Command::Migrate { check } => migrate_database(&settings, check).await,
+        Command::Worker(args) => crate::worker::run(&settings, args).await,
+        Command::Doctor(args) => crate::doctor::run(&settings, args).await,
         Command::Org(command) => org(&settings, command).await,
         Command::Enqueue(args) => enqueue(&settings, args).await,
         Command::Queue(command) => queue_command(&settings, command).await,
@@ -140,7 +151,7 @@ pub async fn run(cli: Cli) -> Result<()> {
     }
 }
 
-fn database_url(settings: &Settings) -> Result<DatabaseUrl> {
+pub fn database_url(settings: &Settings) -> Result<DatabaseUrl> {
     match &settings.database_url {
         Some(url) if !url.trim().is_empty() => Ok(DatabaseUrl::new("DATABASE_URL", url.clone())),
         _ => Ok(DatabaseUrl::from_env()?),
@@ -158,7 +169,7 @@ async fn org_id(client: &impl GenericClient, slug: Option<String>) -> Result<Opt
     })
 }
 
-fn open_storage(settings: &Settings) -> Result<Arc<dyn ObjectStore>> {
+pub fn open_storage(settings: &Settings) -> Result<Arc<dyn ObjectStore>> {
     let url = match &settings.storage {
         Some(url) if !url.trim().is_empty() => url.clone(),
         _ => default_storage_dir()?,
@@ -175,9 +186,23 @@ fn default_storage_dir() -> Result<String> {
     Ok(base.join("callscript/objects").display().to_string())
 }
 
-async fn migrate_database(settings: &Settings) -> Result<()> {
+async fn migrate_database(settings: &Settings, check: bool) -> Result<()> {
     let (mut client, connection) = connect_one(&database_url(settings)?).await?;
     tokio::spawn(connection);
+    if check {
+        let pending = migrate::pending(&client).await?;
+        if pending.is_empty() {
+            println!("the database schema is current ({} migrations)", migrate::MIGRATIONS.len());
+            return Ok(());
+        }
+        for name in &pending {
+            println!("pending  {name}");
+        }
+        bail!(
+            "{} migrations pending: run `callscript migrate`",
+            pending.len()
+        );
+    }
     let report = migrate::migrate(&mut client).await?;
     for name in &report.applied {
         println!("applied  {name}");

@@ -3,7 +3,9 @@
 
 mod bench;
 mod commands;
+mod doctor;
 mod transcribe;
+mod worker;
 
 use std::process::ExitCode;
 
@@ -29,7 +31,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(commands::run(cli)) {
+    let outcome = runtime.block_on(commands::run(cli));
+    // A worker stopped after its grace period leaves its batch running on a blocking thread:
+    // its leases are already released, so the process exits without waiting for it.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

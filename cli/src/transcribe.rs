@@ -11,6 +11,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use callscript_worker::audio::{self, AudioLimits};
 use callscript_worker::decode::{DecodeOptions, Decoder};
+use callscript_worker::device::Device;
 use callscript_worker::device;
 use callscript_worker::diarize::DiarizeOptions;
 use callscript_worker::roles::RoleOptions;
@@ -40,64 +41,136 @@ pub struct TranscribeArgs {
     /// Recording files (WAV, FLAC, MP3, OGG/Vorbis, OGG/Opus, M4A/AAC).
     #[arg(required = true)]
     files: Vec<PathBuf>,
-    /// A CTranslate2 or Hugging Face model folder, or a hub id (`openai/whisper-base`) in the
-    /// local Hugging Face cache.
-    #[arg(long, env = "CALLSCRIPT_MODEL", default_value = DEFAULT_MODEL)]
-    model: String,
-    /// cpu, cuda or cuda:N.
-    #[arg(long, env = "CALLSCRIPT_DEVICE", default_value = "cpu")]
-    device: String,
+    #[command(flatten)]
+    model: ModelArgs,
     /// Label each segment with its speaker: one per channel of a stereo recording, found by
     /// speaker embeddings and clustering in a mono one.
     #[arg(long)]
     diarize: bool,
-    /// With `--diarize` on stereo recordings: the agent's channel (1 or 2; the campaign's
-    /// channel map). Without it the agent is whoever says the greeting or disclosure.
-    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
-    agent_channel: Option<u16>,
-    /// With `--diarize`: a file of the campaign's agent script, one line per phrase; the
-    /// speaker who says its lines is the agent.
-    #[arg(long)]
-    agent_script: Option<PathBuf>,
-    /// The GE2E speaker encoder for `--diarize` (resemblyzer's `pretrained.pt`).
-    #[arg(long, env = "CALLSCRIPT_SPEAKER_MODEL", default_value = DEFAULT_SPEAKER_MODEL)]
-    speaker_model: PathBuf,
+    #[command(flatten)]
+    speakers: SpeakerArgs,
     /// Output: text, json, srt, vtt or rttm.
     #[arg(long, short, default_value = "text")]
     format: OutputFormat,
     /// Write FILE's transcript to DIR/<file name>.<format> instead of standard output.
     #[arg(long, short)]
     output_dir: Option<PathBuf>,
-    /// Language code for multilingual models (detected when not given).
-    #[arg(long)]
-    language: Option<String>,
-    /// Beam width (1 decodes greedily).
-    #[arg(long, default_value_t = 1)]
-    beam_size: usize,
     /// Windows decoded together.
     #[arg(long, default_value_t = 8)]
     batch_size: usize,
     /// Decode every channel whole in 30 s windows, without voice activity detection.
     #[arg(long)]
     no_vad: bool,
-    /// Text the model takes as said before (names, spellings).
-    #[arg(long)]
-    initial_prompt: Option<String>,
-    /// Words the model should expect.
-    #[arg(long)]
-    hotwords: Option<String>,
     /// No segment timestamps (one segment per window).
     #[arg(long)]
     without_timestamps: bool,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+/// The model and how it decodes (shared by `transcribe` and `worker`).
+#[derive(Args)]
+pub struct ModelArgs {
+    /// A CTranslate2 or Hugging Face model folder, or a hub id (`openai/whisper-base`) in the
+    /// local Hugging Face cache.
+    #[arg(long, env = "CALLSCRIPT_MODEL", default_value = DEFAULT_MODEL)]
+    pub model: String,
+    /// cpu, cuda or cuda:N.
+    #[arg(long, env = "CALLSCRIPT_DEVICE", default_value = "cpu")]
+    pub device: String,
+    /// Language code for multilingual models (detected when not given).
+    #[arg(long)]
+    pub language: Option<String>,
+    /// Beam width (1 decodes greedily).
+    #[arg(long, default_value_t = 1)]
+    pub beam_size: usize,
+    /// Text the model takes as said before (names, spellings).
+    #[arg(long)]
+    pub initial_prompt: Option<String>,
+    /// Words the model should expect.
+    #[arg(long)]
+    pub hotwords: Option<String>,
+    /// CPU threads (default: all cores).
+    #[arg(long, env = "CALLSCRIPT_THREADS")]
+    pub threads: Option<usize>,
+}
+
+impl ModelArgs {
+    pub fn decode_options(&self, timestamps: bool) -> DecodeOptions {
+        DecodeOptions {
+            language: self.language.clone(),
+            beam_size: self.beam_size,
+            timestamps,
+            hotwords: self.hotwords.clone(),
+            ..DecodeOptions::default()
+        }
+    }
+}
+
+/// Who is who in a call (shared by `transcribe --diarize` and `worker`).
+#[derive(Args)]
+pub struct SpeakerArgs {
+    /// Stereo recordings: the agent's channel (1 or 2; the campaign's channel map). Without it
+    /// the agent is whoever says the greeting or disclosure.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    pub agent_channel: Option<u16>,
+    /// A file of the campaign's agent script, one line per phrase; the speaker who says its
+    /// lines is the agent.
+    #[arg(long)]
+    pub agent_script: Option<PathBuf>,
+    /// The GE2E speaker encoder for mono recordings (resemblyzer's `pretrained.pt`).
+    #[arg(long, env = "CALLSCRIPT_SPEAKER_MODEL", default_value = DEFAULT_SPEAKER_MODEL)]
+    pub speaker_model: PathBuf,
+}
+
+impl SpeakerArgs {
+    /// Loads the speaker encoder and the role rules.
+    pub fn open_diarizer(&self) -> Result<Diarizer> {
+        let encoder = SpeakerEncoder::open(&self.speaker_model).with_context(|| {
+            format!(
+                "speaker model {} (run scripts/fetch-models, or pass --speaker-model)",
+                self.speaker_model.display()
+            )
+        })?;
+        let script = match &self.agent_script {
+            Some(path) => std::fs::read_to_string(path)
+                .with_context(|| format!("reading the agent script {}", path.display()))?
+                .lines()
+                .map(str::trim)
+                .filter(|line| !line.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            None => Vec::new(),
+        };
+        Ok(Diarizer {
+            encoder,
+            options: DiarizeOptions::default(),
+            roles: RoleOptions {
+                agent_channel: self.agent_channel.map(|c| usize::from(c) - 1),
+                script,
+            },
+        })
+    }
+}
+
+/// How big a recording may be (shared by `transcribe` and `worker`).
+#[derive(Args)]
+pub struct LimitArgs {
     /// Refuse files larger than this many MiB.
     #[arg(long, default_value_t = 500)]
     max_mib: u64,
     /// Refuse recordings longer than this many minutes.
     #[arg(long, default_value_t = 240.0)]
     max_minutes: f64,
-    /// CPU threads (default: all cores).
-    #[arg(long, env = "CALLSCRIPT_THREADS")]
-    threads: Option<usize>,
+}
+
+impl LimitArgs {
+    pub fn limits(&self) -> AudioLimits {
+        AudioLimits {
+            max_bytes: self.max_mib.saturating_mul(1 << 20),
+            max_duration_seconds: self.max_minutes * 60.0,
+        }
+    }
 }
 
 /// Loads the model named by `spec` on `device_spec` and builds a transcriber.
@@ -107,6 +180,16 @@ pub fn open_transcriber(
     decode: DecodeOptions,
     options: TranscribeOptions,
 ) -> Result<Transcriber> {
+    let (decoder, _) = open_decoder(spec, device_spec, decode)?;
+    Ok(Transcriber::new(decoder, options)?)
+}
+
+/// Loads the model named by `spec` on `device_spec`; also returns the device.
+pub fn open_decoder(
+    spec: &str,
+    device_spec: &str,
+    decode: DecodeOptions,
+) -> Result<(Decoder, Device)> {
     let source = ModelSource::resolve(spec).with_context(|| {
         if spec == DEFAULT_MODEL {
             "the default model is missing: run scripts/fetch-models, or pass --model".to_owned()
@@ -121,7 +204,7 @@ pub fn open_transcriber(
     let decoder = Decoder::from_loaded(&loaded, dtype, &device, decode)
         .with_context(|| format!("building the model from {}", source.description))?;
     tracing::info!(model = %source.description, device = device_spec, "model loaded");
-    Ok(Transcriber::new(decoder, options)?)
+    Ok((decoder, device))
 }
 
 /// Sets the size of the CPU thread pool (once, before any work).
@@ -136,53 +219,22 @@ pub fn set_threads(threads: Option<usize>) -> Result<()> {
 }
 
 pub fn run(args: TranscribeArgs) -> Result<()> {
-    set_threads(args.threads)?;
+    set_threads(args.model.threads)?;
     if let Some(dir) = &args.output_dir {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    let decode = DecodeOptions {
-        language: args.language.clone(),
-        beam_size: args.beam_size,
-        timestamps: !args.without_timestamps,
-        hotwords: args.hotwords.clone(),
-        ..DecodeOptions::default()
-    };
     let options = TranscribeOptions {
         vad: (!args.no_vad).then(VadOptions::default),
         batch_size: args.batch_size,
-        initial_prompt: args.initial_prompt.clone(),
+        initial_prompt: args.model.initial_prompt.clone(),
         ..TranscribeOptions::default()
     };
-    let mut transcriber = open_transcriber(&args.model, &args.device, decode, options)?;
+    let decode = args.model.decode_options(!args.without_timestamps);
+    let mut transcriber = open_transcriber(&args.model.model, &args.model.device, decode, options)?;
     if args.diarize {
-        let encoder = SpeakerEncoder::open(&args.speaker_model).with_context(|| {
-            format!(
-                "speaker model {} (run scripts/fetch-models, or pass --speaker-model)",
-                args.speaker_model.display()
-            )
-        })?;
-        transcriber = transcriber.with_diarizer(Diarizer {
-            encoder,
-            options: DiarizeOptions::default(),
-            roles: RoleOptions {
-                agent_channel: args.agent_channel.map(|c| usize::from(c) - 1),
-                script: match &args.agent_script {
-                    Some(path) => std::fs::read_to_string(path)
-                        .with_context(|| format!("reading the agent script {}", path.display()))?
-                        .lines()
-                        .map(str::trim)
-                        .filter(|line| !line.is_empty())
-                        .map(str::to_owned)
-                        .collect(),
-                    None => Vec::new(),
-                },
-            },
-        });
+        transcriber = transcriber.with_diarizer(args.speakers.open_diarizer()?);
     }
-    let limits = AudioLimits {
-        max_bytes: args.max_mib.saturating_mul(1 << 20),
-        max_duration_seconds: args.max_minutes * 60.0,
-    };
+    let limits = args.limits.limits();
 
     let bar = progress_bar(args.files.len());
     let started = Instant::now();

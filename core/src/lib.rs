@@ -7,13 +7,19 @@
 //! - [`storage`]: where recordings live (S3 or a local directory), behind one small trait.
 //! - [`model`]: the domain types shared by all lanes.
 //! - [`orgs`]: organizations (tenants) and their campaigns.
+//! - [`transcripts`]: transcripts and their segments as stored, saved and loaded per call.
+//! - [`usage`]: what each lane spent per call (audio and device seconds, cost).
+//! - [`metrics`]: Prometheus counters and gauges, served on `/metrics`.
 //!
 //! Nothing here knows about audio, Whisper, Ringba or rules: those live in their lanes.
 
 pub mod db;
 pub mod maintenance;
+pub mod metrics;
 pub mod migrate;
 pub mod model;
 pub mod orgs;
 pub mod queue;
 pub mod storage;
+pub mod transcripts;
+pub mod usage;

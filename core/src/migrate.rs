@@ -6,7 +6,7 @@
 //! transaction together with its row in `core.schema_migrations`.
 
 use sha2::{Digest, Sha256};
-use tokio_postgres::Client;
+use tokio_postgres::{Client, GenericClient};
 
 use crate::db::{describe_pg_error, DbError};
 
@@ -116,27 +116,7 @@ async fn migrate_locked(client: &mut Client) -> Result<MigrateReport, MigrateErr
         )
         .await?;
 
-    let applied = client
-        .query(
-            "SELECT version, name, checksum FROM core.schema_migrations ORDER BY version",
-            &[],
-        )
-        .await?;
-    for row in &applied {
-        let version: i32 = row.get(0);
-        let name: String = row.get(1);
-        let checksum: String = row.get(2);
-        let Some(known) = MIGRATIONS.iter().find(|m| m.version() == version) else {
-            return Err(MigrateError::UnknownApplied { version, name });
-        };
-        if known.checksum() != checksum {
-            return Err(MigrateError::ChecksumMismatch {
-                name: known.name.to_owned(),
-                applied: checksum,
-                file: known.checksum(),
-            });
-        }
-    }
+    let applied = verified_applied(&*client).await?;
 
     let mut report = MigrateReport {
         applied: Vec::new(),
@@ -145,7 +125,7 @@ async fn migrate_locked(client: &mut Client) -> Result<MigrateReport, MigrateErr
     };
     for migration in MIGRATIONS {
         let version = migration.version();
-        if applied.iter().any(|row| row.get::<_, i32>(0) == version) {
+        if applied.contains(&version) {
             continue;
         }
         let failed = |e: tokio_postgres::Error| MigrateError::Failed {
@@ -172,6 +152,58 @@ async fn migrate_locked(client: &mut Client) -> Result<MigrateReport, MigrateErr
         Err(e) => format!("pg_cron could not be used: {}", describe_pg_error(&e)),
     };
     Ok(report)
+}
+
+/// The versions applied to the database, each checked against its file: a changed file or a
+/// migration this build does not know is an error.
+async fn verified_applied(client: &impl GenericClient) -> Result<Vec<i32>, MigrateError> {
+    let applied = client
+        .query(
+            "SELECT version, name, checksum FROM core.schema_migrations ORDER BY version",
+            &[],
+        )
+        .await?;
+    let mut versions = Vec::with_capacity(applied.len());
+    for row in &applied {
+        let version: i32 = row.get(0);
+        let name: String = row.get(1);
+        let checksum: String = row.get(2);
+        let Some(known) = MIGRATIONS.iter().find(|m| m.version() == version) else {
+            return Err(MigrateError::UnknownApplied { version, name });
+        };
+        if known.checksum() != checksum {
+            return Err(MigrateError::ChecksumMismatch {
+                name: known.name.to_owned(),
+                applied: checksum,
+                file: known.checksum(),
+            });
+        }
+        versions.push(version);
+    }
+    Ok(versions)
+}
+
+/// The migrations not yet applied, in order; empty when the schema is current. Changes nothing.
+/// Processes that need the schema (workers, the judge) check this at start instead of migrating
+/// on their own: a deploy step migrates once.
+pub async fn pending(client: &impl GenericClient) -> Result<Vec<&'static str>, MigrateError> {
+    let exists: bool = client
+        .query_one(
+            "SELECT to_regclass('core.schema_migrations') IS NOT NULL",
+            &[],
+        )
+        .await?
+        .get(0);
+    let applied = if exists {
+        verified_applied(client).await?
+    } else {
+        Vec::new()
+    };
+    Ok(MIGRATIONS
+        .iter()
+        .filter(|m| !applied.contains(&m.version()))
+        .map(|m| m.name)
+        .collect())
 }
 
 #[cfg(test)]

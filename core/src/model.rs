@@ -93,6 +93,15 @@ labelled_enum! {
     }
 }
 
+labelled_enum! {
+    /// A speaker's part in a call (`core.speaker_role`).
+    SpeakerRole {
+        Agent => "agent",
+        Customer => "customer",
+        Unknown => "unknown",
+    }
+}
+
 impl Lane {
     /// The state this lane claims from.
     pub fn ready_state(self) -> CallState {

@@ -1,7 +1,7 @@
 //! Migrations against the real Postgres: up from empty, idempotent, and refusing drift.
 
 use callscript_core::db::connect_one;
-use callscript_core::migrate::{migrate, MigrateError, MIGRATIONS};
+use callscript_core::migrate::{migrate, pending, MigrateError, MIGRATIONS};
 use callscript_testkit::TestDatabase;
 
 /// Every table DESIGN.md names, in its schema.
@@ -141,4 +141,27 @@ async fn refuses_a_database_migrated_by_a_newer_build() {
         matches!(err, MigrateError::UnknownApplied { version: 9999, .. }),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn pending_lists_what_is_not_applied_without_changing_anything() {
+    let db = TestDatabase::new(1).await;
+    let client = db.client().await;
+    assert!(pending(&**client).await.unwrap().is_empty());
+    client
+        .batch_execute("DELETE FROM core.schema_migrations WHERE version >= 6")
+        .await
+        .unwrap();
+    let behind = pending(&**client).await.unwrap();
+    assert_eq!(
+        behind,
+        MIGRATIONS[5..].iter().map(|m| m.name).collect::<Vec<_>>()
+    );
+    // Checking again changes nothing: pending never migrates.
+    assert_eq!(pending(&**client).await.unwrap(), behind);
+    client
+        .batch_execute("DROP SCHEMA core CASCADE; DROP SCHEMA crm CASCADE")
+        .await
+        .unwrap();
+    assert_eq!(pending(&**client).await.unwrap().len(), MIGRATIONS.len());
 }

@@ -5,7 +5,7 @@
 //! want it. CUDA exists only in builds with the `cuda` feature; elsewhere asking for it is a
 //! clear error rather than a silent fallback to CPU.
 
-use candle_core::{DType, Device};
+pub use candle_core::{DType, Device};
 
 /// Errors choosing a device.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +52,65 @@ fn cuda(spec: &str, _ordinal: usize) -> Result<(Device, DType), DeviceError> {
     Err(DeviceError::NoCuda(spec.to_owned()))
 }
 
+/// A device's memory, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Memory {
+    pub free: u64,
+    pub total: u64,
+}
+
+/// What `device` has free now: the GPU's memory on CUDA, the host's available memory on the CPU
+/// (`MemAvailable` of `/proc/meminfo`). `None` where it cannot be told.
+pub fn memory(device: &Device) -> Option<Memory> {
+    match device {
+        Device::Cpu => host_memory(),
+        #[cfg(feature = "cuda")]
+        Device::Cuda(cuda) => {
+            let (free, total) = cuda.cuda_stream().context().mem_get_info().ok()?;
+            Some(Memory {
+                free: free as u64,
+                total: total as u64,
+            })
+        }
+        #[allow(unreachable_patterns)]
+        _ => None,
+    }
+}
+
+/// A short name for logs and `doctor`: `cpu`, or the GPU's product name.
+pub fn describe(device: &Device) -> String {
+    match device {
+        Device::Cpu => "cpu".into(),
+        #[cfg(feature = "cuda")]
+        Device::Cuda(cuda) => {
+            let context = cuda.cuda_stream().context().clone();
+            let name = context.name().unwrap_or_else(|_| "unknown GPU".into());
+            format!("cuda:{} ({name})", context.ordinal())
+        }
+        #[allow(unreachable_patterns)]
+        _ => format!("{device:?}"),
+    }
+}
+
+fn host_memory() -> Option<Memory> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kib = |key: &str| -> Option<u64> {
+        meminfo
+            .lines()
+            .find_map(|line| line.strip_prefix(key))?
+            .trim_start_matches(':')
+            .split_whitespace()
+            .next()?
+            .parse::<u64>()
+            .ok()
+            .map(|kib| kib * 1024)
+    };
+    Some(Memory {
+        free: kib("MemAvailable")?,
+        total: kib("MemTotal")?,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -64,6 +123,13 @@ mod tests {
         for bad in ["gpu", "cuda:x", "cuda1", ""] {
             assert!(matches!(open(bad), Err(DeviceError::Unknown(_))), "{bad}");
         }
+    }
+
+    #[test]
+    fn host_memory_is_read_on_linux() {
+        let memory = memory(&Device::Cpu).expect("/proc/meminfo");
+        assert!(memory.total > 0 && memory.free <= memory.total, "{memory:?}");
+        assert_eq!(describe(&Device::Cpu), "cpu");
     }
 
     #[cfg(not(feature = "cuda"))]

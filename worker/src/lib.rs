@@ -9,8 +9,10 @@
 //! - [`model`]: Whisper's network (our own: exact GELU, stored positions, cached decoder steps).
 //! - [`kernels`]: vectorised CPU attention, softmax and GELU for the model.
 //! - [`decode`]: windows → tokens: greedy/beam search, timestamps, fallback, batched.
+//! - [`lane`]: the transcription lane: claim batches from the queue, transcribe, store, fenced.
 //! - [`transcribe`]: recordings → transcripts: VAD chunks from many files decoded in batches.
 //! - [`diarize`]: speakers of mono calls: RTTM, DER, embedding clustering (NME-SC), turns.
+//! - [`batching`]: windows per forward pass from the device's free memory.
 //! - [`device`]: `--device cpu|cuda[:N]` and the dtype used there.
 //! - [`crosstalk`]: a channel's speech without the other party's bleed into its microphone.
 //! - [`speaker`]: speaker embeddings (resemblyzer's GE2E encoder, from its legacy `.pt` file).
@@ -20,12 +22,14 @@
 //! - [`wer`]: text normalization and word error rate against references.
 
 pub mod audio;
+pub mod batching;
 pub mod crosstalk;
 pub mod ct2;
 pub mod decode;
 pub mod device;
 pub mod diarize;
 pub mod kernels;
+pub mod lane;
 pub mod mel;
 pub mod model;
 pub mod roles;

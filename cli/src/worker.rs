@@ -1,0 +1,261 @@
+//! `callscript worker`: the transcription lane of one GPU (or CPU) until SIGTERM/SIGINT.
+//!
+//! Start-up checks everything that would make the worker useless before it claims a call: the
+//! settings, the database and its schema (migrations are a deploy step, never the worker's),
+//! the object store, the model and the speaker encoder. Queue maintenance (the rescuer) runs
+//! here too when pg_cron does not run it in the database.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use callscript_core::maintenance::{self, MaintenanceConfig};
+use callscript_core::metrics::{self, Registry};
+use callscript_core::migrate;
+use callscript_worker::batching::windows_per_batch;
+use callscript_worker::device;
+use callscript_worker::lane::{LaneConfig, TranscribeLane};
+use callscript_worker::transcribe::{TranscribeOptions, Transcriber};
+use clap::Args;
+use tokio::net::TcpListener;
+
+use crate::commands::{database_url, open_storage, Settings};
+use crate::transcribe::{open_decoder, set_threads, LimitArgs, ModelArgs, SpeakerArgs};
+
+/// The most windows one forward pass takes: on the CPU more do not go faster (the cores are
+/// busy from 8 on), on a GPU they do until memory runs out.
+const MAX_WINDOWS_CPU: usize = 8;
+const MAX_WINDOWS_GPU: usize = 128;
+
+#[derive(Args)]
+pub struct WorkerArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Do not label speakers and roles (stereo: a channel each; mono: speaker embeddings).
+    #[arg(long)]
+    no_diarize: bool,
+    #[command(flatten)]
+    speakers: SpeakerArgs,
+    /// Lease owner name shown in the queue (default: host name and process id).
+    #[arg(long, env = "CALLSCRIPT_WORKER_ID")]
+    worker_id: Option<String>,
+    /// Calls claimed at once.
+    #[arg(long, env = "CALLSCRIPT_BATCH_CALLS", default_value_t = 16)]
+    batch_calls: i64,
+    /// Windows per forward pass (default: what the device's free memory holds, at most 8 on
+    /// the CPU and 128 on a GPU).
+    #[arg(long, env = "CALLSCRIPT_BATCH_SIZE")]
+    batch_size: Option<usize>,
+    /// Seconds a lease lasts without a heartbeat.
+    #[arg(long, env = "CALLSCRIPT_LEASE_SECONDS", default_value_t = 60.0)]
+    lease_seconds: f64,
+    /// Seconds between heartbeats (at most half the lease).
+    #[arg(long, env = "CALLSCRIPT_HEARTBEAT_SECONDS", default_value_t = 10.0)]
+    heartbeat_seconds: f64,
+    /// Longest wait for new calls between polls (notifications wake the worker sooner).
+    #[arg(long, default_value_t = 5.0)]
+    poll_seconds: f64,
+    /// After SIGTERM/SIGINT, how long the batch in the model may run before it is released.
+    #[arg(long, env = "CALLSCRIPT_GRACE_SECONDS", default_value_t = 30.0)]
+    grace_seconds: f64,
+    /// USD per hour of this worker (the pod's price), for the cost in `core.usage`.
+    #[arg(long, env = "CALLSCRIPT_COST_PER_HOUR", default_value_t = 0.0)]
+    cost_per_hour: f64,
+    /// Serve Prometheus metrics on this address (`0.0.0.0:9464`).
+    #[arg(long, env = "CALLSCRIPT_METRICS_ADDR")]
+    metrics_addr: Option<SocketAddr>,
+    /// Exit once no call is ready instead of waiting for more.
+    #[arg(long)]
+    until_idle: bool,
+    /// Seconds between rescuer passes run by this worker when pg_cron does not run them.
+    #[arg(long, default_value_t = 30)]
+    maintenance_seconds: u64,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+fn seconds(name: &str, value: f64) -> Result<Duration> {
+    Duration::try_from_secs_f64(value).with_context(|| format!("{name}: {value} is not a duration"))
+}
+
+/// The model's name as stored with transcripts: a folder's last component, or the hub id.
+fn model_name(spec: &str) -> String {
+    let path = std::path::Path::new(spec);
+    if path.exists() {
+        if let Some(name) = path.file_name() {
+            return name.to_string_lossy().into_owned();
+        }
+    }
+    spec.to_owned()
+}
+
+fn default_worker_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "worker".into());
+    format!("{host}-{}", std::process::id())
+}
+
+pub async fn run(settings: &Settings, args: WorkerArgs) -> Result<()> {
+    let config = LaneConfig {
+        worker_id: args.worker_id.clone().unwrap_or_else(default_worker_id),
+        batch_calls: args.batch_calls,
+        lease_for: seconds("--lease-seconds", args.lease_seconds)?,
+        heartbeat_every: seconds("--heartbeat-seconds", args.heartbeat_seconds)?,
+        poll_interval: seconds("--poll-seconds", args.poll_seconds)?,
+        grace: seconds("--grace-seconds", args.grace_seconds)?,
+        model_name: model_name(&args.model.model),
+        cost_per_hour: args.cost_per_hour,
+        limits: args.limits.limits(),
+        until_idle: args.until_idle,
+        gauges_every: args.metrics_addr.map(|_| Duration::from_secs(15)),
+    };
+    config.validate().map_err(anyhow::Error::msg)?;
+    let maintenance_config = MaintenanceConfig {
+        interval: Duration::from_secs(args.maintenance_seconds),
+    };
+    maintenance_config
+        .validate()
+        .map_err(|problem| anyhow::anyhow!("--maintenance-seconds: {problem}"))?;
+    set_threads(args.model.threads)?;
+
+    let url = database_url(settings)?;
+    let pool = callscript_core::db::connect_pool(&url, 4).await?;
+    let client = pool.get().await?;
+    let pending = migrate::pending(&**client).await?;
+    if !pending.is_empty() {
+        bail!(
+            "the database schema is behind this build ({} pending: {}); run `callscript migrate` \
+             first",
+            pending.len(),
+            pending.join(", ")
+        );
+    }
+    let run_maintenance = !maintenance::scheduled_by_pg_cron(&**client).await?;
+    drop(client);
+    let store = open_storage(settings)?;
+    store
+        .head("callscript-worker-probe")
+        .await
+        .with_context(|| format!("checking the object store {}", store.describe()))?;
+
+    // The model last: the slowest check, and the one that needs the settings above to matter.
+    let model = &args.model;
+    let (decoder, device) = tokio::task::block_in_place(|| {
+        open_decoder(&model.model, &model.device, model.decode_options(true))
+    })?;
+    let batch_size = match args.batch_size {
+        Some(0) => bail!("--batch-size must be at least 1"),
+        Some(size) => size,
+        None => {
+            let cap = if device.is_cpu() {
+                MAX_WINDOWS_CPU
+            } else {
+                MAX_WINDOWS_GPU
+            };
+            match device::memory(&device) {
+                Some(memory) => windows_per_batch(
+                    &decoder.model().dims,
+                    decoder.model().dtype(),
+                    model.beam_size,
+                    memory.free,
+                    cap,
+                ),
+                None => MAX_WINDOWS_CPU,
+            }
+        }
+    };
+    let options = TranscribeOptions {
+        batch_size,
+        initial_prompt: model.initial_prompt.clone(),
+        ..TranscribeOptions::default()
+    };
+    let mut transcriber = Transcriber::new(decoder, options)?;
+    if !args.no_diarize {
+        transcriber = transcriber.with_diarizer(args.speakers.open_diarizer()?);
+    }
+
+    let registry = Registry::new();
+    registry
+        .gauge(
+            "callscript_batch_windows",
+            "Windows per forward pass this worker uses.",
+            &[],
+        )
+        .set(batch_size as f64);
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let wait_stop = move || {
+        let mut stop = stop.clone();
+        async move {
+            let _ = stop.wait_for(|stop| *stop).await;
+        }
+    };
+    if let Some(addr) = args.metrics_addr {
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("--metrics-addr {addr}"))?;
+        tokio::spawn(metrics::serve(listener, registry.clone(), wait_stop()));
+    }
+    let maintenance = run_maintenance
+        .then(|| tokio::spawn(maintenance::run_until(pool.clone(), maintenance_config, wait_stop())));
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        let _ = stop_tx.send(true);
+    });
+
+    eprintln!(
+        "worker {}: model {} on {}, {} calls per claim, {} windows per pass{}",
+        config.worker_id,
+        config.model_name,
+        device::describe(&device),
+        config.batch_calls,
+        batch_size,
+        if run_maintenance {
+            "; running the rescuer (no pg_cron schedule)"
+        } else {
+            ""
+        }
+    );
+    let lane = TranscribeLane {
+        pool,
+        database_url: url,
+        store,
+        device,
+        config,
+        metrics: registry,
+    };
+    let report = lane.run(transcriber, wait_stop()).await?;
+    if let Some(maintenance) = maintenance {
+        maintenance.abort();
+    }
+    eprintln!(
+        "worker stopped: {} calls transcribed ({:.1} s of audio) in {} batches; {} failed, {} \
+         dead-lettered, {} released, {} lost to the rescuer",
+        report.transcribed,
+        report.audio_seconds,
+        report.batches,
+        report.failed,
+        report.dead_lettered,
+        report.released,
+        report.lease_lost
+    );
+    Ok(())
+}
+
+/// SIGTERM (RunPod, Kubernetes, systemd) or SIGINT (Ctrl-C).
+async fn wait_for_signal() {
+    let mut terminate =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async {
+            match terminate.as_mut() {
+                Some(signal) => { signal.recv().await; }
+                None => std::future::pending::<()>().await,
+            }
+        } => {}
+    }
+}

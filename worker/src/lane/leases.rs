@@ -1,0 +1,83 @@
+//! The leases this worker holds, and the heartbeat that keeps them.
+//!
+//! Every claimed call is registered here until its result is written, it is failed or it is
+//! released. The heartbeat extends all of them in one statement; a lease the heartbeat finds
+//! gone (it expired and the rescuer took it back) is dropped from the set: the work on it is
+//! discarded when its write is refused by the lease fence.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use callscript_core::db::Pool;
+use callscript_core::queue::{self, Lease};
+use uuid::Uuid;
+
+use super::LaneMetrics;
+
+#[derive(Debug, Clone, Default)]
+pub(super) struct HeldLeases {
+    leases: Arc<Mutex<HashMap<Uuid, Lease>>>,
+}
+
+impl HeldLeases {
+    pub fn insert(&self, lease: Lease) {
+        self.lock().insert(lease.call_id, lease);
+    }
+
+    /// Stops holding a call's lease (its result was written, or it was failed or released).
+    pub fn remove(&self, call_id: Uuid) {
+        self.lock().remove(&call_id);
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Takes every lease out of the set.
+    pub fn take_all(&self) -> Vec<Lease> {
+        self.lock().drain().map(|(_, lease)| lease).collect()
+    }
+
+    fn snapshot(&self) -> Vec<Lease> {
+        self.lock().values().cloned().collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Lease>> {
+        self.leases.lock().expect("lease set poisoned")
+    }
+}
+
+/// Extends every held lease each `every`, for `lease_for` from then; runs until aborted.
+pub(super) async fn heartbeat_loop(
+    pool: Pool,
+    held: HeldLeases,
+    every: Duration,
+    lease_for: Duration,
+    metrics: LaneMetrics,
+) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        metrics.leases_held.set(held.len() as f64);
+        let mut leases = held.snapshot();
+        if leases.is_empty() {
+            continue;
+        }
+        let report = match pool.get().await {
+            Ok(client) => queue::heartbeat(&**client, &mut leases, lease_for).await,
+            Err(e) => Err(callscript_core::db::DbError::from(e).into()),
+        };
+        match report {
+            Ok(report) => {
+                for call_id in report.lost {
+                    tracing::warn!(%call_id, "lease lost (expired and rescued); its work will be dropped");
+                    held.remove(call_id);
+                }
+            }
+            // The next beat tries again; leases last several beats.
+            Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
+        }
+    }
+}

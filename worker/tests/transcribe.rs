@@ -5,13 +5,10 @@
 use std::time::Instant;
 
 use callscript_worker::audio::{decode, AudioLimits};
-use callscript_worker::decode::{DecodeOptions, Decoder};
-use callscript_worker::source::ModelSource;
 use callscript_worker::transcribe::{Recording, TranscribeOptions, Transcriber};
 use callscript_worker::transcript::Transcript;
 use callscript_worker::wer::{word_errors, WordErrors};
-use candle_core::{DType, Device};
-use common::{audio_fixture, goforward_samples, model_dir, read, repo_path, Rng};
+use common::{audio_fixture, goforward_samples, read, repo_path, tiny_en_transcriber, Rng};
 
 mod common;
 
@@ -20,14 +17,6 @@ mod common;
 /// references spell out: "8 of spades, 4 of close, 7 of hearts"). A regression of two more
 /// errors fails.
 const MAX_EVAL_WER: f64 = 0.12;
-
-fn transcriber(options: TranscribeOptions) -> Transcriber {
-    let source = ModelSource::resolve(model_dir("whisper-tiny.en").to_str().unwrap()).unwrap();
-    let loaded = source.load(&Device::Cpu).unwrap();
-    let decoder =
-        Decoder::from_loaded(&loaded, DType::F32, &Device::Cpu, DecodeOptions::default()).unwrap();
-    Transcriber::new(decoder, options).unwrap()
-}
 
 fn recording(name: &str, channels: Vec<Vec<f32>>) -> Recording {
     Recording {
@@ -71,7 +60,7 @@ fn noise(samples: usize, amplitude: f32) -> Vec<f32> {
 fn eval_recordings_stay_accurate_and_batching_changes_nothing() {
     let set = eval_set();
     let recordings: Vec<Recording> = set.iter().map(|(r, _)| r.clone()).collect();
-    let mut transcriber = transcriber(TranscribeOptions::default());
+    let mut transcriber = tiny_en_transcriber(TranscribeOptions::default());
 
     let start = Instant::now();
     let batched = run(&mut transcriber, &recordings);
@@ -120,7 +109,7 @@ fn silence_and_noise_give_no_words() {
         recording("white noise", vec![noise(minute, 0.05)]),
         recording("loud white noise", vec![noise(minute, 0.5)]),
     ];
-    let mut transcriber = transcriber(TranscribeOptions::default());
+    let mut transcriber = tiny_en_transcriber(TranscribeOptions::default());
     for transcript in run(&mut transcriber, &recordings) {
         assert_eq!(transcript.text(), "", "{}", transcript.source);
         assert!(transcript.channels[0].segments.is_empty());
@@ -136,7 +125,7 @@ fn timestamps_land_on_the_speech_in_a_long_recording() {
     samples.extend(vec![0.0; 40 * 16_000]);
     samples.extend(&speech);
     let second = 20.0 + speech.len() as f64 / 16_000.0 + 40.0;
-    let mut transcriber = transcriber(TranscribeOptions::default());
+    let mut transcriber = tiny_en_transcriber(TranscribeOptions::default());
     let transcript = run(&mut transcriber, &[recording("padded", vec![samples])]).remove(0);
     let segments = &transcript.channels[0].segments;
     eprintln!("{segments:#?}");
@@ -157,7 +146,7 @@ fn timestamps_land_on_the_speech_in_a_long_recording() {
 
 #[test]
 fn stereo_channels_are_transcribed_apart() {
-    let mut transcriber = transcriber(TranscribeOptions::default());
+    let mut transcriber = tiny_en_transcriber(TranscribeOptions::default());
     let stereo = load(&audio_fixture("faster_whisper_stereo_diarization.wav"));
     let transcript = run(&mut transcriber, &[stereo]).remove(0);
     let texts: Vec<String> = transcript
@@ -191,7 +180,7 @@ fn bleed_from_the_other_channel_is_not_transcribed_twice() {
     for (sample, bleed) in stereo.channels[1].iter_mut().zip(&first) {
         *sample += 0.1 * bleed;
     }
-    let mut transcriber = transcriber(TranscribeOptions::default());
+    let mut transcriber = tiny_en_transcriber(TranscribeOptions::default());
     let transcript = run(&mut transcriber, &[stereo]).remove(0);
     let second: Vec<&str> = transcript.channels[1]
         .segments
@@ -212,7 +201,7 @@ fn bleed_from_the_other_channel_is_not_transcribed_twice() {
 #[test]
 fn dual_mono_is_transcribed_once() {
     let speech = goforward_samples();
-    let mut transcriber = transcriber(TranscribeOptions::default());
+    let mut transcriber = tiny_en_transcriber(TranscribeOptions::default());
     let transcript = run(
         &mut transcriber,
         &[recording("dual mono", vec![speech.clone(), speech])],

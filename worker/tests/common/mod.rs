@@ -11,7 +11,11 @@ use std::sync::OnceLock;
 
 use callscript_worker::audio::{decode, AudioLimits};
 use callscript_worker::ct2::WhisperDims;
+use callscript_worker::decode::{DecodeOptions, Decoder};
+use callscript_worker::device::{DType, Device};
+use callscript_worker::source::ModelSource;
 use callscript_worker::speaker::SpeakerEncoder;
+use callscript_worker::transcribe::{TranscribeOptions, Transcriber};
 use serde_json::Value;
 
 /// A path relative to the repository root.
@@ -47,6 +51,15 @@ pub fn model_dir(name: &str) -> PathBuf {
         dir.display()
     );
     dir
+}
+
+/// The bundled tiny.en on the CPU in f32, greedy, with `options`.
+pub fn tiny_en_transcriber(options: TranscribeOptions) -> Transcriber {
+    let source = ModelSource::resolve(model_dir("whisper-tiny.en").to_str().unwrap()).unwrap();
+    let loaded = source.load(&Device::Cpu).unwrap();
+    let decoder =
+        Decoder::from_loaded(&loaded, DType::F32, &Device::Cpu, DecodeOptions::default()).unwrap();
+    Transcriber::new(decoder, options).unwrap()
 }
 
 /// A reference of `fixtures/whisper/`: its JSON, its float32 values and their shape.
@@ -121,6 +134,29 @@ pub fn ffmpeg_decode_16k_mono(input: &Path) -> Vec<f32> {
         .chunks_exact(4)
         .map(|bytes| f32::from_le_bytes(bytes.try_into().unwrap()))
         .collect()
+}
+
+/// A 16-bit PCM WAV file of the given interleaved samples.
+pub fn wav_bytes(sample_rate: u32, channels: u16, interleaved: &[i16]) -> Vec<u8> {
+    let data_len = u32::try_from(interleaved.len() * 2).unwrap();
+    let block_align = channels * 2;
+    let mut bytes = Vec::with_capacity(44 + interleaved.len() * 2);
+    bytes.extend_from_slice(b"RIFF");
+    bytes.extend_from_slice(&(36 + data_len).to_le_bytes());
+    bytes.extend_from_slice(b"WAVEfmt ");
+    bytes.extend_from_slice(&16u32.to_le_bytes());
+    bytes.extend_from_slice(&1u16.to_le_bytes());
+    bytes.extend_from_slice(&channels.to_le_bytes());
+    bytes.extend_from_slice(&sample_rate.to_le_bytes());
+    bytes.extend_from_slice(&(sample_rate * u32::from(block_align)).to_le_bytes());
+    bytes.extend_from_slice(&block_align.to_le_bytes());
+    bytes.extend_from_slice(&16u16.to_le_bytes());
+    bytes.extend_from_slice(b"data");
+    bytes.extend_from_slice(&data_len.to_le_bytes());
+    for sample in interleaved {
+        bytes.extend_from_slice(&sample.to_le_bytes());
+    }
+    bytes
 }
 
 /// xorshift64*: deterministic noise without a `rand` dependency; the seed must not be 0.

@@ -1,24 +1,11 @@
 //! `callscript transcribe` as a user runs it: formats, output files, stereo, and one bad file
 //! among good ones.
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn repo(relative: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join(relative)
-}
+use common::{fixture, model, repo};
 
-fn model() -> String {
-    let dir = repo("models/whisper-tiny.en");
-    assert!(
-        dir.join("model.bin").is_file(),
-        "{} is missing: run scripts/fetch-models first",
-        dir.display()
-    );
-    dir.display().to_string()
-}
+mod common;
 
 fn transcribe(args: &[&str]) -> (i32, String, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_callscript"))
@@ -36,9 +23,6 @@ fn transcribe(args: &[&str]) -> (i32, String, String) {
     )
 }
 
-fn fixture(name: &str) -> String {
-    repo("fixtures/audio").join(name).display().to_string()
-}
 
 #[test]
 fn one_file_as_text_srt_vtt_and_json() {

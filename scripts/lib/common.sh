@@ -10,7 +10,8 @@
 #          cs_ensure_s3, cs_stop_s3, cs_target_dir,
 #          cs_local_database_url, cs_s3_endpoint, cs_print_exports,
 #          cs_database_status, cs_s3_status,
-#          cs_ensure_fw_venv (CS_FW_VENV, CS_FW_VERSION).
+#          cs_ensure_fw_venv (CS_FW_VENV, CS_FW_VERSION),
+#          cs_ensure_cuda_toolkit, cs_cuda_check (CS_CUDA_SETUP, CS_CUDA_SKIP_REASON).
 # Knobs:   DATABASE_URL (use an existing server instead of the local one),
 #          CALLSCRIPT_PG_PORT (54329 + a hash of the checkout path, < 54829),
 #          CALLSCRIPT_S3_PORT (9014),
@@ -629,6 +630,167 @@ cs_s3_status() {
   else
     printf 's3: stopped %s\n' "$endpoint"
   fi
+}
+
+# ---------------------------------------------------------------------------
+# CUDA: a compile-only toolkit for `cargo check --features cuda` (no GPU needed)
+# ---------------------------------------------------------------------------
+
+# Builds the toolkit from PyPI wheels; lives beside the checkout (absent on a user's machine).
+CS_CUDA_SETUP="$CS_ROOT/../shared/tools/setup-cuda13-toolchain.sh"
+# Written into the toolkit folder once a setup finished and its nvcc ran. The setup script
+# writes absolute paths (venv, symlinks, env.sh), so it cannot be built elsewhere and renamed
+# into place: the marker is what tells a finished toolkit from an interrupted one.
+_CS_CUDA_READY=.callscript-ready
+CS_CUDA_SKIP_REASON=""
+
+# Does the env.sh in $1 give an nvcc that runs?
+_cs_cuda_toolkit_works() {
+  (
+    set +eu
+    # shellcheck source=/dev/null
+    source "$1/env.sh" && nvcc --version
+  ) >/dev/null 2>&1
+}
+
+# cs_cuda_toolkit_ready DIR: is a finished toolkit in DIR? A folder with env.sh but no marker
+# (set up by hand, or by an older scripts/test) is adopted when its nvcc runs.
+cs_cuda_toolkit_ready() {
+  local dir=$1
+  [[ -f $dir/env.sh ]] || return 1
+  [[ -f $dir/$_CS_CUDA_READY ]] && return 0
+  _cs_cuda_toolkit_works "$dir" || return 1
+  : >"$dir/$_CS_CUDA_READY" 2>/dev/null || true
+}
+
+# Is DIR made only of what the setup script (and we) put there? Only such a folder is removed.
+_cs_cuda_dir_is_ours() {
+  local entry
+  shopt -s nullglob dotglob
+  local -a entries=("$1"/*)
+  shopt -u nullglob dotglob
+  for entry in "${entries[@]}"; do
+    case ${entry##*/} in
+      venv | cudaroot | stubsrc | runstub | env.sh | setup.log | .callscript-*) ;;
+      *) return 1 ;;
+    esac
+  done
+}
+
+# Can pip reach its package index (PyPI, or the mirror pip is configured with)? Short timeouts.
+_cs_pip_index_reachable() {
+  local out
+  if out=$(timeout 40 python3 -m pip index versions nvidia-cuda-nvcc --disable-pip-version-check \
+    --timeout 10 --retries 0 2>&1); then
+    return 0
+  fi
+  if [[ $out == *"unknown command"* ]]; then # pip older than 21.2: ask the index over HTTP
+    curl -fsSI --max-time 10 -o /dev/null "${PIP_INDEX_URL:-https://pypi.org/simple/}"
+    return
+  fi
+  return 1
+}
+
+# Runs under the lock of cs_ensure_cuda_toolkit.
+_cs_cuda_setup_locked() {
+  local dir=$1 log start=$SECONDS
+  cs_cuda_toolkit_ready "$dir" && return 0 # another process finished it while we waited
+  if [[ -e $dir ]]; then
+    if [[ ! -d $dir ]] || ! _cs_cuda_dir_is_ours "$dir"; then
+      cs_err "$dir is not a finished CUDA toolkit (no working env.sh) and holds files the" \
+        "setup did not make: remove it or set CALLSCRIPT_CUDA_TOOLKIT to another folder"
+      return 1
+    fi
+    cs_log "removing the unfinished CUDA toolkit in $dir"
+    rm -rf -- "$dir" || return 1
+  fi
+  # the setup script reads cudarc's list of driver symbols from the cargo registry
+  if ! (cd "$CS_ROOT" && cargo fetch -q); then
+    cs_err "cargo fetch failed (needed for cudarc's sources)"
+    return 1
+  fi
+  mkdir -p "$dir" || return 1
+  log=$dir/setup.log
+  cs_log "setting up a compile-only CUDA 13.0 toolkit in $dir (about 1.2 GB of PyPI wheels)..."
+  if ! bash "$CS_CUDA_SETUP" "$dir" >"$log" 2>&1; then
+    cs_err "the CUDA toolkit setup failed ($CS_CUDA_SETUP; log $log):"
+    tail -n 20 "$log" >&2
+    return 1
+  fi
+  if ! _cs_cuda_toolkit_works "$dir"; then
+    cs_err "the CUDA toolkit in $dir was set up but its nvcc does not run (log $log)"
+    return 1
+  fi
+  : >"$dir/$_CS_CUDA_READY" || return 1
+  cs_log "CUDA toolkit ready in $dir ($((SECONDS - start)) s)"
+}
+
+# cs_ensure_cuda_toolkit DIR: make sure a finished compile-only CUDA 13 toolkit is in DIR,
+# setting it up with $CS_CUDA_SETUP when it is not (idempotent; an unfinished folder is set up
+# again; concurrent callers wait on DIR.lock).
+# Returns 0 when ready; 2 when it cannot be set up here (no setup script, no pip, PyPI not
+# reachable), with the reason in CS_CUDA_SKIP_REASON; 1 when the setup failed.
+cs_ensure_cuda_toolkit() {
+  local dir=$1 lock_fd rc=0
+  CS_CUDA_SKIP_REASON=""
+  cs_cuda_toolkit_ready "$dir" && return 0
+  if [[ ! -f $CS_CUDA_SETUP ]]; then
+    CS_CUDA_SKIP_REASON="no toolkit at $dir, and no $CS_CUDA_SETUP to set one up (no ../shared beside the checkout)"
+    return 2
+  fi
+  if ! python3 -m pip --version >/dev/null 2>&1; then
+    CS_CUDA_SKIP_REASON="no toolkit at $dir, and python3 -m pip is not available to set one up"
+    return 2
+  fi
+  if ! _cs_pip_index_reachable; then
+    CS_CUDA_SKIP_REASON="no toolkit at $dir, and pip's package index (PyPI) cannot be reached to set one up"
+    return 2
+  fi
+  mkdir -p "$(dirname "$dir")" || return 1
+  exec {lock_fd}>"$dir.lock" || return 1
+  if ! flock -w 1800 "$lock_fd"; then
+    exec {lock_fd}>&-
+    cs_err "timed out waiting for another CUDA toolkit setup ($dir.lock)"
+    return 1
+  fi
+  _cs_cuda_setup_locked "$dir" || rc=$?
+  exec {lock_fd}>&-
+  return "$rc"
+}
+
+# cs_cuda_check: `cargo check -p callscript --features cuda` against the compile-only toolkit at
+# $CALLSCRIPT_CUDA_TOOLKIT (default ~/.cache/callscript-cuda13), set up first when missing.
+# CALLSCRIPT_CUDA_CHECK=0 skips it; =1 turns "cannot set the toolkit up" into an error; unset,
+# that is a skip with its reason printed. A failed check is always an error.
+cs_cuda_check() {
+  local toolkit=${CALLSCRIPT_CUDA_TOOLKIT:-${HOME:?HOME is not set}/.cache/callscript-cuda13}
+  local mode=${CALLSCRIPT_CUDA_CHECK:-} rc=0 start
+  if [[ $mode == 0 ]]; then
+    cs_log "CUDA build check skipped (CALLSCRIPT_CUDA_CHECK=0)"
+    return 0
+  fi
+  cs_ensure_cuda_toolkit "$toolkit" || rc=$?
+  if ((rc != 0)); then
+    local why=${CS_CUDA_SKIP_REASON:-the toolkit setup failed (see above)}
+    if [[ $mode == 1 ]]; then
+      cs_err "CALLSCRIPT_CUDA_CHECK=1, but $why"
+      return 1
+    fi
+    cs_log "SKIPPED the CUDA build check (cargo check --features cuda): $why." \
+      "CALLSCRIPT_CUDA_CHECK=1 makes this an error, =0 silences it."
+    return 0
+  fi
+  cs_target_dir
+  cs_log "checking the CUDA build with $toolkit"
+  start=$SECONDS
+  # Its own target dir: the cuda feature rebuilds candle, which would evict the CPU build.
+  (
+    # shellcheck source=/dev/null
+    source "$toolkit/env.sh"
+    cd "$CS_ROOT"
+    CARGO_TARGET_DIR="$CARGO_TARGET_DIR-cuda" cargo check -q -p callscript --features cuda
+  ) || return 1
+  cs_log "CUDA build check passed ($((SECONDS - start)) s)"
 }
 
 # ---------------------------------------------------------------------------

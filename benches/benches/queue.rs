@@ -50,6 +50,7 @@ async fn measure(claimers: usize, batch_size: i64, complete: bool, run_for: Dura
                 worker: &name,
                 batch_size,
                 lease_for: Duration::from_secs(60),
+                org_id: None,
             };
             let (mut latencies, mut calls) = (Vec::new(), 0);
             while Instant::now() < deadline {

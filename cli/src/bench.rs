@@ -35,7 +35,10 @@ use callscript_worker::wer::{normalize, word_errors, WordErrors};
 use clap::{Args, Subcommand};
 use serde::{Deserialize, Serialize};
 
+use crate::commands::Settings;
 use crate::transcribe::{open_transcriber, read_recording, set_threads, DEFAULT_MODEL};
+
+mod worker;
 
 /// The evaluation set of the development checkout (`/work/shared/eval`).
 const DEFAULT_TSV: &str = "../shared/eval/asr.tsv";
@@ -60,6 +63,9 @@ pub enum BenchCommand {
     /// Diarization error rate (missed, false alarm, confusion) and speed of mono diarization on
     /// RTTM-annotated recordings, and on a stereo call (channel = speaker).
     Diarization(DiarizationArgs),
+    /// Throughput of the worker lane, queue to stored transcripts, on the evaluation set
+    /// replicated to --calls calls (in a scratch organization of DATABASE_URL).
+    Worker(worker::WorkerBenchArgs),
 }
 
 #[derive(Args)]
@@ -139,10 +145,11 @@ pub struct AsrArgs {
     verbose: bool,
 }
 
-pub fn run(command: BenchCommand) -> Result<()> {
+pub async fn run(settings: &Settings, command: BenchCommand) -> Result<()> {
     match command {
-        BenchCommand::Asr(args) => asr(args),
-        BenchCommand::Diarization(args) => diarization(args),
+        BenchCommand::Asr(args) => tokio::task::block_in_place(|| asr(args)),
+        BenchCommand::Diarization(args) => tokio::task::block_in_place(|| diarization(args)),
+        BenchCommand::Worker(args) => worker::run(settings, args).await,
     }
 }
 

@@ -147,7 +147,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Enqueue(args) => enqueue(&settings, args).await,
         Command::Queue(command) => queue_command(&settings, command).await,
         Command::Transcribe(args) => crate::transcribe::run(args),
-        Command::Bench(command) => crate::bench::run(command),
+        Command::Bench(command) => crate::bench::run(&settings, command).await,
     }
 }
 
@@ -192,7 +192,10 @@ async fn migrate_database(settings: &Settings, check: bool) -> Result<()> {
     if check {
         let pending = migrate::pending(&client).await?;
         if pending.is_empty() {
-            println!("the database schema is current ({} migrations)", migrate::MIGRATIONS.len());
+            println!(
+                "the database schema is current ({} migrations)",
+                migrate::MIGRATIONS.len()
+            );
             return Ok(());
         }
         for name in &pending {

@@ -100,10 +100,7 @@ async fn check_database(settings: &Settings) -> Result<String> {
     let url = database_url(settings)?;
     let (client, connection) = callscript_core::db::connect_one(&url).await?;
     tokio::spawn(connection);
-    let version: String = client
-        .query_one("SHOW server_version", &[])
-        .await?
-        .get(0);
+    let version: String = client.query_one("SHOW server_version", &[]).await?.get(0);
     let pending = migrate::pending(&client).await?;
     if !pending.is_empty() {
         anyhow::bail!(

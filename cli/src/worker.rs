@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use callscript_core::maintenance::{self, MaintenanceConfig};
 use callscript_core::metrics::{self, Registry};
-use callscript_core::migrate;
+use callscript_core::{migrate, orgs};
 use callscript_worker::batching::windows_per_batch;
 use callscript_worker::device;
 use callscript_worker::lane::{LaneConfig, TranscribeLane};
@@ -39,6 +39,10 @@ pub struct WorkerArgs {
     /// Lease owner name shown in the queue (default: host name and process id).
     #[arg(long, env = "CALLSCRIPT_WORKER_ID")]
     worker_id: Option<String>,
+    /// Serve only this organization's calls (a tenant's dedicated workers); default: every
+    /// organization's, round-robin.
+    #[arg(long, env = "CALLSCRIPT_ORG")]
+    org: Option<String>,
     /// Calls claimed at once.
     #[arg(long, env = "CALLSCRIPT_BATCH_CALLS", default_value_t = 16)]
     batch_calls: i64,
@@ -100,9 +104,10 @@ fn default_worker_id() -> String {
 }
 
 pub async fn run(settings: &Settings, args: WorkerArgs) -> Result<()> {
-    let config = LaneConfig {
+    let mut config = LaneConfig {
         worker_id: args.worker_id.clone().unwrap_or_else(default_worker_id),
         batch_calls: args.batch_calls,
+        org_id: None,
         lease_for: seconds("--lease-seconds", args.lease_seconds)?,
         heartbeat_every: seconds("--heartbeat-seconds", args.heartbeat_seconds)?,
         poll_interval: seconds("--poll-seconds", args.poll_seconds)?,
@@ -133,6 +138,9 @@ pub async fn run(settings: &Settings, args: WorkerArgs) -> Result<()> {
             pending.len(),
             pending.join(", ")
         );
+    }
+    if let Some(slug) = &args.org {
+        config.org_id = Some(orgs::by_slug(&**client, slug).await?.id);
     }
     let run_maintenance = !maintenance::scheduled_by_pg_cron(&**client).await?;
     drop(client);
@@ -199,8 +207,13 @@ pub async fn run(settings: &Settings, args: WorkerArgs) -> Result<()> {
             .with_context(|| format!("--metrics-addr {addr}"))?;
         tokio::spawn(metrics::serve(listener, registry.clone(), wait_stop()));
     }
-    let maintenance = run_maintenance
-        .then(|| tokio::spawn(maintenance::run_until(pool.clone(), maintenance_config, wait_stop())));
+    let maintenance = run_maintenance.then(|| {
+        tokio::spawn(maintenance::run_until(
+            pool.clone(),
+            maintenance_config,
+            wait_stop(),
+        ))
+    });
     tokio::spawn(async move {
         wait_for_signal().await;
         let _ = stop_tx.send(true);

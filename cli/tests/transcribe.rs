@@ -23,7 +23,6 @@ fn transcribe(args: &[&str]) -> (i32, String, String) {
     )
 }
 
-
 #[test]
 fn one_file_as_text_srt_vtt_and_json() {
     let goforward = fixture("goforward.wav");

@@ -41,7 +41,14 @@ impl Rng {
 
 fn start_worker(index: usize, database_url: &str, storage: &str) -> Child {
     Command::new(env!("CARGO_BIN_EXE_callscript"))
-        .args(["worker", "--model", &model(), "--no-diarize", "--threads", "1"])
+        .args([
+            "worker",
+            "--model",
+            &model(),
+            "--no-diarize",
+            "--threads",
+            "1",
+        ])
         .args(["--worker-id", &format!("crash-test-{index}")])
         .args(["--batch-calls", "4", "--batch-size", "4"])
         .args(["--lease-seconds", "4", "--heartbeat-seconds", "1"])
@@ -171,10 +178,16 @@ async fn killed_workers_lose_no_call_and_do_none_twice() {
     assert_eq!(not_done, 0);
     assert_eq!(transcripts, CALLS as i64);
     assert_eq!(transcript_calls, CALLS as i64);
-    assert_eq!(usage, CALLS as i64, "one usage row per call: no work counted twice");
+    assert_eq!(
+        usage, CALLS as i64,
+        "one usage row per call: no work counted twice"
+    );
     assert_eq!(usage_calls, CALLS as i64);
     assert_eq!(leased, 0, "a clean stop leaves no lease");
-    assert!(rescues > 0, "killed workers held leases: the rescuer must have taken them back");
+    assert!(
+        rescues > 0,
+        "killed workers held leases: the rescuer must have taken them back"
+    );
 
     // Every call has exactly the segments of one run of its clip: same count, same text.
     let rows = client

@@ -307,15 +307,19 @@ pub struct ClaimRequest<'a> {
     pub batch_size: i64,
     /// How long the lease lasts without a heartbeat.
     pub lease_for: Duration,
+    /// Only this organization's calls (a tenant's dedicated workers, a benchmark); `None`: all,
+    /// round-robin.
+    pub org_id: Option<Uuid>,
 }
 
 /// The ranked candidates of a lane, in claim order: per org the best `$1` ready calls
-/// (priority, then newest), ranked so each org's first comes before any org's second.
+/// (priority, then newest), ranked so each org's first comes before any org's second; only the
+/// org `$org` when that parameter is not null.
 ///
 /// The ready state is written into the statement, not bound: only a literal lets the planner
 /// prove the lane's partial index applies (a bound text cast to the enum is not constant at
 /// plan time, and the claim then scans the whole table).
-fn ranked_candidates_sql(lane: Lane, lock: bool) -> String {
+fn ranked_candidates_sql(lane: Lane, lock: bool, org: &str) -> String {
     let lock = if lock { "FOR UPDATE SKIP LOCKED" } else { "" };
     let ready = lane.ready_state().as_str();
     format!(
@@ -335,6 +339,7 @@ fn ranked_candidates_sql(lane: Lane, lock: bool) -> String {
              LIMIT $1
              {lock}
            ) c
+           WHERE {org}::uuid IS NULL OR o.id = {org}
          ) c
          ORDER BY claim_order
          LIMIT $1"
@@ -359,7 +364,7 @@ pub async fn claim(
          FROM chosen
          WHERE c.id = chosen.id
          RETURNING chosen.claim_order, c.lease_token, c.lease_expires_at, {CALL_COLUMNS}",
-        candidates = ranked_candidates_sql(lane, true),
+        candidates = ranked_candidates_sql(lane, true, "$4"),
         leased = lane.leased_state().as_str(),
     );
     let rows = client
@@ -369,6 +374,7 @@ pub async fn claim(
                 &request.batch_size,
                 &request.worker,
                 &request.lease_for.as_secs_f64(),
+                &request.org_id,
             ],
         )
         .await?;
@@ -405,9 +411,9 @@ pub async fn peek(
         "WITH next AS ({candidates})
          SELECT {CALL_COLUMNS} FROM next JOIN core.calls c ON c.id = next.id
          ORDER BY next.claim_order",
-        candidates = ranked_candidates_sql(lane, false)
+        candidates = ranked_candidates_sql(lane, false, "$2")
     );
-    let rows = client.query(&sql, &[&limit]).await?;
+    let rows = client.query(&sql, &[&limit, &None::<Uuid>]).await?;
     Ok(rows.iter().map(Call::from_row).collect::<Result<_, _>>()?)
 }
 

@@ -20,6 +20,7 @@ fn request(worker: &str, batch_size: i64, lease_for: Duration) -> ClaimRequest<'
         worker,
         batch_size,
         lease_for,
+        org_id: None,
     }
 }
 
@@ -149,6 +150,28 @@ async fn a_big_backfill_delays_another_orgs_new_call_by_at_most_one_batch() {
     assert!(next
         .iter()
         .all(|c| c.call.org_id == big && c.call.priority == 5));
+}
+
+#[tokio::test]
+async fn a_claim_for_one_organization_takes_only_its_calls() {
+    let db = TestDatabase::new(2).await;
+    let client = db.client().await;
+    let mine = create_org(&**client, "mine").await;
+    let other = create_org(&**client, "other").await;
+    let now = Utc::now();
+    insert_downloaded_calls(&**client, mine, "mine", 3, now - Age::hours(1)).await;
+    insert_downloaded_calls(&**client, other, "other", 3, now).await;
+    let only_mine = ClaimRequest {
+        org_id: Some(mine),
+        ..request("dedicated", 10, Duration::from_secs(60))
+    };
+    let batch = queue::claim(&**client, &only_mine).await.unwrap();
+    assert_eq!(external_ids(&batch), ["mine-0", "mine-1", "mine-2"]);
+    assert!(queue::claim(&**client, &only_mine)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(claim(&**client, "anyone", 10).await.len(), 3);
 }
 
 #[tokio::test]

@@ -128,7 +128,10 @@ mod tests {
     #[test]
     fn host_memory_is_read_on_linux() {
         let memory = memory(&Device::Cpu).expect("/proc/meminfo");
-        assert!(memory.total > 0 && memory.free <= memory.total, "{memory:?}");
+        assert!(
+            memory.total > 0 && memory.free <= memory.total,
+            "{memory:?}"
+        );
         assert_eq!(describe(&Device::Cpu), "cpu");
     }
 

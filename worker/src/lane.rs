@@ -31,7 +31,9 @@ use std::time::{Duration, Instant};
 use callscript_core::db::{DatabaseUrl, Pool};
 use callscript_core::metrics::{Counter, Gauge, Registry};
 use callscript_core::model::{CallState, Lane};
-use callscript_core::queue::{self, Claimed, ClaimRequest, Failed, QueueError, QueueListener, Retry};
+use callscript_core::queue::{
+    self, ClaimRequest, Claimed, Failed, QueueError, QueueListener, Retry,
+};
 use callscript_core::storage::ObjectStore;
 use callscript_core::usage::UsageRecord;
 use candle_core::Device;
@@ -52,6 +54,8 @@ pub struct LaneConfig {
     pub worker_id: String,
     /// Calls claimed at once.
     pub batch_calls: i64,
+    /// Only this organization's calls (`None`: every organization's, round-robin).
+    pub org_id: Option<uuid::Uuid>,
     /// How long a lease lasts without a heartbeat.
     pub lease_for: Duration,
     pub heartbeat_every: Duration,
@@ -75,6 +79,7 @@ impl Default for LaneConfig {
         Self {
             worker_id: "worker".into(),
             batch_calls: 16,
+            org_id: None,
             lease_for: Duration::from_secs(60),
             heartbeat_every: Duration::from_secs(10),
             poll_interval: Duration::from_secs(5),
@@ -199,11 +204,7 @@ impl LaneMetrics {
                 "Batches of calls transcribed.",
                 &[],
             ),
-            batch_calls: registry.gauge(
-                "callscript_batch_calls",
-                "Calls in the last batch.",
-                &[],
-            ),
+            batch_calls: registry.gauge("callscript_batch_calls", "Calls in the last batch.", &[]),
             leases_held: registry.gauge(
                 "callscript_leases_held",
                 "Calls this worker holds a lease on.",
@@ -462,6 +463,7 @@ async fn claim(shared: &Shared) -> Result<Vec<Claimed>, QueueError> {
             worker: &shared.config.worker_id,
             batch_size: shared.config.batch_calls,
             lease_for: shared.config.lease_for,
+            org_id: shared.config.org_id,
         },
     )
     .await?;
@@ -649,10 +651,7 @@ async fn gauge_loop(shared: Arc<Shared>, device: Device, every: Duration) {
             states.join("', '")
         );
         let rows = match shared.pool.get().await {
-            Ok(client) => client
-                .query(&sql, &[])
-                .await
-                .map_err(|e| e.to_string()),
+            Ok(client) => client.query(&sql, &[]).await.map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };
         match rows {

@@ -14,8 +14,8 @@ use callscript_core::transcripts;
 use callscript_testkit::s3::TestS3Server;
 use callscript_testkit::{create_org, TestDatabase};
 use callscript_worker::device::Device;
-use callscript_worker::lane::{LaneConfig, LaneReport, TranscribeLane};
 use callscript_worker::diarize::DiarizeOptions;
+use callscript_worker::lane::{LaneConfig, LaneReport, TranscribeLane};
 use callscript_worker::roles::RoleOptions;
 use callscript_worker::speaker::SpeakerEncoder;
 use callscript_worker::transcribe::{Diarizer, TranscribeOptions};
@@ -218,17 +218,33 @@ async fn a_batch_is_stored_with_its_usage_and_bad_calls_fail_alone() {
     }
 
     let corrupt = s.call_state(corrupt).await;
-    assert_eq!(corrupt.state, CallState::Failed, "undecodable audio is a dead letter");
+    assert_eq!(
+        corrupt.state,
+        CallState::Failed,
+        "undecodable audio is a dead letter"
+    );
     assert!(
-        corrupt.last_error.as_deref().unwrap().starts_with("decoding a/corrupt.wav:"),
+        corrupt
+            .last_error
+            .as_deref()
+            .unwrap()
+            .starts_with("decoding a/corrupt.wav:"),
         "{:?}",
         corrupt.last_error
     );
     let missing = s.call_state(missing).await;
-    assert_eq!(missing.state, CallState::Downloaded, "a missing object is retried");
+    assert_eq!(
+        missing.state,
+        CallState::Downloaded,
+        "a missing object is retried"
+    );
     assert!(missing.run_after > Utc::now(), "after a backoff");
     assert!(
-        missing.last_error.as_deref().unwrap().contains("recording missing"),
+        missing
+            .last_error
+            .as_deref()
+            .unwrap()
+            .contains("recording missing"),
         "{:?}",
         missing.last_error
     );
@@ -244,8 +260,13 @@ async fn a_stop_finishes_the_batch_and_releases_every_other_lease() {
     let s = setup().await;
     let audio = wav_fixture("goforward.wav");
     for i in 0..12 {
-        s.call(&format!("call-{i}"), &format!("b/{i}.wav"), Some(audio.clone()), i)
-            .await;
+        s.call(
+            &format!("call-{i}"),
+            &format!("b/{i}.wav"),
+            Some(audio.clone()),
+            i,
+        )
+        .await;
     }
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let pool = s.db.pool.clone();
@@ -282,8 +303,14 @@ async fn a_stop_finishes_the_batch_and_releases_every_other_lease() {
         .await
         .unwrap();
     watcher.await.unwrap();
-    assert_eq!(report.transcribed, 4, "the batch in the model finishes: {report:?}");
-    assert!(report.released >= 1, "the prefetched batch goes back: {report:?}");
+    assert_eq!(
+        report.transcribed, 4,
+        "the batch in the model finishes: {report:?}"
+    );
+    assert!(
+        report.released >= 1,
+        "the prefetched batch goes back: {report:?}"
+    );
     assert_eq!(
         s.count("SELECT count(*) FROM core.calls WHERE lease_token IS NOT NULL")
             .await,
@@ -315,7 +342,12 @@ async fn a_result_whose_lease_was_rescued_is_dropped_whole() {
         .collect();
     let long = samples.repeat(10);
     let call = s
-        .call("long", "c/long.wav", Some(common::wav_bytes(16_000, 1, &long)), 0)
+        .call(
+            "long",
+            "c/long.wav",
+            Some(common::wav_bytes(16_000, 1, &long)),
+            0,
+        )
         .await;
     let pool = s.db.pool.clone();
     let rescuer = tokio::spawn(async move {

@@ -87,17 +87,18 @@ async fn prepare(
     }
     let hint = extension(&key);
     let name = call.id.to_string();
-    let decoded = tokio::task::spawn_blocking(move || audio::decode(&bytes, hint.as_deref(), &limits))
-        .await
-        .map_err(|e| CallFailure {
-            message: format!("decoding {key}: the decoder crashed: {e}"),
-            retry: Retry::Never,
-        })?
-        .map_err(|e| CallFailure {
-            // The same bytes decode the same way every time: retrying cannot help.
-            message: format!("decoding {key}: {e}"),
-            retry: Retry::Never,
-        })?;
+    let decoded =
+        tokio::task::spawn_blocking(move || audio::decode(&bytes, hint.as_deref(), &limits))
+            .await
+            .map_err(|e| CallFailure {
+                message: format!("decoding {key}: the decoder crashed: {e}"),
+                retry: Retry::Never,
+            })?
+            .map_err(|e| CallFailure {
+                // The same bytes decode the same way every time: retrying cannot help.
+                message: format!("decoding {key}: {e}"),
+                retry: Retry::Never,
+            })?;
     Ok((
         Recording {
             name,

@@ -55,13 +55,14 @@ pub(super) fn to_record(
                 end_ms: millis(s.end).max(millis(s.start)),
                 speaker: s.speaker.clone(),
                 channel: i16::try_from(channel).ok(),
-                role: s.speaker.as_ref().map(|speaker| {
-                    match transcript.roles.get(speaker) {
+                role: s
+                    .speaker
+                    .as_ref()
+                    .map(|speaker| match transcript.roles.get(speaker) {
                         Some(Role::Agent) => SpeakerRole::Agent,
                         Some(Role::Customer) => SpeakerRole::Customer,
                         None => SpeakerRole::Unknown,
-                    }
-                }),
+                    }),
                 text: s.text.trim().to_owned(),
                 avg_logprob: Some(s.avg_logprob as f32),
                 no_speech_prob: Some(s.no_speech_prob as f32),

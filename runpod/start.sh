@@ -259,6 +259,8 @@ resolve_model() {
   fi
   log "model: $model -> $dest"
   export CALLSCRIPT_MODEL=$dest
+  # Transcripts and usage name the hub id, not the cache folder.
+  export CALLSCRIPT_MODEL_NAME=${CALLSCRIPT_MODEL_NAME:-$model}
 }
 
 # ---------------------------------------------------------------------------

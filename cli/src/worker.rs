@@ -39,6 +39,10 @@ pub struct WorkerArgs {
     /// Lease owner name shown in the queue (default: host name and process id).
     #[arg(long, env = "CALLSCRIPT_WORKER_ID")]
     worker_id: Option<String>,
+    /// The model's name stored with transcripts and usage (default: the --model folder's name,
+    /// or the hub id).
+    #[arg(long, env = "CALLSCRIPT_MODEL_NAME")]
+    model_name: Option<String>,
     /// Serve only this organization's calls (a tenant's dedicated workers); default: every
     /// organization's, round-robin.
     #[arg(long, env = "CALLSCRIPT_ORG")]
@@ -112,7 +116,10 @@ pub async fn run(settings: &Settings, args: WorkerArgs) -> Result<()> {
         heartbeat_every: seconds("--heartbeat-seconds", args.heartbeat_seconds)?,
         poll_interval: seconds("--poll-seconds", args.poll_seconds)?,
         grace: seconds("--grace-seconds", args.grace_seconds)?,
-        model_name: model_name(&args.model.model),
+        model_name: args
+            .model_name
+            .clone()
+            .unwrap_or_else(|| model_name(&args.model.model)),
         cost_per_hour: args.cost_per_hour,
         limits: args.limits.limits(),
         until_idle: args.until_idle,

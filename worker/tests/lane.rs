@@ -102,6 +102,25 @@ impl Setup {
     }
 }
 
+/// Returns once some call is in `state`.
+async fn first_call_in(pool: &callscript_core::db::Pool, state: &str) {
+    loop {
+        let client = pool.get().await.unwrap();
+        let calls: i64 = client
+            .query_one(
+                "SELECT count(*) FROM core.calls WHERE state::text = $1",
+                &[&state],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if calls > 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 fn config() -> LaneConfig {
     LaneConfig {
         worker_id: "test-worker".into(),
@@ -272,22 +291,8 @@ async fn a_stop_finishes_the_batch_and_releases_every_other_lease() {
     let pool = s.db.pool.clone();
     // Stop as soon as the first result is stored: one batch done, the next one prefetched.
     let watcher = tokio::spawn(async move {
-        loop {
-            let client = pool.get().await.unwrap();
-            let done: i64 = client
-                .query_one(
-                    "SELECT count(*) FROM core.calls WHERE state = 'transcribed'",
-                    &[],
-                )
-                .await
-                .unwrap()
-                .get(0);
-            if done > 0 {
-                let _ = stop.send(());
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        first_call_in(&pool, "transcribed").await;
+        let _ = stop.send(());
     });
     let report = s
         .lane(LaneConfig {
@@ -351,32 +356,20 @@ async fn a_result_whose_lease_was_rescued_is_dropped_whole() {
         .await;
     let pool = s.db.pool.clone();
     let rescuer = tokio::spawn(async move {
-        loop {
-            let client = pool.get().await.unwrap();
-            let taken: i64 = client
-                .query_one(
-                    "SELECT count(*) FROM core.calls WHERE state = 'transcribing'",
-                    &[],
-                )
-                .await
-                .unwrap()
-                .get(0);
-            if taken > 0 {
-                // As if the worker had stalled past its lease: the rescuer takes the call back.
-                client
-                    .batch_execute(
-                        // One transaction holding the row: a heartbeat cannot slip in between.
-                        "BEGIN;
-                         UPDATE core.calls SET lease_expires_at = now() - interval '1 second';
-                         SELECT core.rescue_expired_leases();
-                         COMMIT;",
-                    )
-                    .await
-                    .unwrap();
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        first_call_in(&pool, "transcribing").await;
+        // As if the worker had stalled past its lease: the rescuer takes the call back.
+        pool.get()
+            .await
+            .unwrap()
+            .batch_execute(
+                // One transaction holding the row: a heartbeat cannot slip in between.
+                "BEGIN;
+                 UPDATE core.calls SET lease_expires_at = now() - interval '1 second';
+                 SELECT core.rescue_expired_leases();
+                 COMMIT;",
+            )
+            .await
+            .unwrap();
     });
     let report = s
         .lane(config())

@@ -153,7 +153,7 @@ async fn a_running_worker_serves_metrics_and_exits_zero_on_sigterm() {
         .unwrap()
         .port();
     let addr = format!("127.0.0.1:{port}");
-    let mut worker = callscript(&db, &storage)
+    let worker = callscript(&db, &storage)
         .args(["worker", "--model", &model(), "--metrics-addr", &addr])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

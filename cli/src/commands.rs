@@ -1,10 +1,12 @@
 //! Subcommands. Each one is a few lines of glue around a library call.
 
+use std::io::Read;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use callscript_core::credentials::{self, CredentialKey, Secret};
 use callscript_core::db::{connect_one, connect_pool, DatabaseUrl, Pool};
 use callscript_core::maintenance::{self, MaintenanceConfig};
 use callscript_core::model::{Lane, Source};
@@ -83,6 +85,37 @@ enum OrgCommand {
     },
     /// List organizations.
     List,
+    /// An organization's API credentials (Ringba token, LiveKit key and secret), encrypted
+    /// with CALLSCRIPT_CREDENTIALS_KEY.
+    #[command(subcommand)]
+    Credentials(CredentialsCommand),
+}
+
+#[derive(Subcommand)]
+enum CredentialsCommand {
+    /// Store a credential; its secret is read from standard input (never from the command
+    /// line, where shells and process lists keep it).
+    Set {
+        /// Organization slug.
+        org: String,
+        /// What it is for: ringba, livekit, ...
+        kind: String,
+        /// Several of one kind (e.g. Ringba accounts) are told apart by label.
+        #[arg(long, default_value = "default")]
+        label: String,
+        /// The non-secret part: a Ringba account id, a LiveKit API key.
+        #[arg(long)]
+        public_id: Option<String>,
+    },
+    /// List an organization's credentials (never their secrets).
+    List { org: String },
+    /// Delete a credential.
+    Delete {
+        org: String,
+        kind: String,
+        #[arg(long, default_value = "default")]
+        label: String,
+    },
 }
 
 #[derive(Args)]
@@ -236,6 +269,7 @@ async fn org(settings: &Settings, command: OrgCommand) -> Result<()> {
             let verb = if created { "created" } else { "exists " };
             println!("{verb} {} {} ({})", org.slug, org.id, org.name);
         }
+        OrgCommand::Credentials(command) => credentials_command(&**client, command).await?,
         OrgCommand::List => {
             for org in orgs::list(&**client).await? {
                 println!(
@@ -243,6 +277,63 @@ async fn org(settings: &Settings, command: OrgCommand) -> Result<()> {
                     org.slug, org.id, org.timezone, org.name
                 );
             }
+        }
+    }
+    Ok(())
+}
+
+async fn credentials_command(
+    client: &impl GenericClient,
+    command: CredentialsCommand,
+) -> Result<()> {
+    match command {
+        CredentialsCommand::Set {
+            org,
+            kind,
+            label,
+            public_id,
+        } => {
+            let key = CredentialKey::from_env()?;
+            let org = orgs::by_slug(client, &org).await?;
+            let mut secret = String::new();
+            std::io::stdin()
+                .read_to_string(&mut secret)
+                .context("reading the secret from standard input")?;
+            let secret = secret.trim_end_matches(['\r', '\n']);
+            if secret.is_empty() {
+                bail!("no secret on standard input (e.g. `printenv RINGBA_TOKEN | callscript org credentials set ...`)");
+            }
+            credentials::store(
+                client,
+                &key,
+                org.id,
+                &kind,
+                &label,
+                public_id.as_deref(),
+                &Secret::new(secret),
+            )
+            .await?;
+            println!("stored {kind}/{label} for {} (key {})", org.slug, key.id());
+        }
+        CredentialsCommand::List { org } => {
+            let org = orgs::by_slug(client, &org).await?;
+            for c in credentials::list(client, org.id).await? {
+                println!(
+                    "{:<12} {:<16} {:<24} key {} updated {}",
+                    c.kind,
+                    c.label,
+                    c.public_id.as_deref().unwrap_or("-"),
+                    c.key_id,
+                    c.updated_at.format("%Y-%m-%d %H:%M:%S")
+                );
+            }
+        }
+        CredentialsCommand::Delete { org, kind, label } => {
+            let org = orgs::by_slug(client, &org).await?;
+            if !credentials::delete(client, org.id, &kind, &label).await? {
+                bail!("{} has no {kind}/{label} credential", org.slug);
+            }
+            println!("deleted {kind}/{label} of {}", org.slug);
         }
     }
     Ok(())

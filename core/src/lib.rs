@@ -6,6 +6,7 @@
 //! - [`maintenance`]: the rescuer and aging loop for when pg_cron is not there to run them.
 //! - [`storage`]: where recordings live (S3 or a local directory), behind one small trait.
 //! - [`model`]: the domain types shared by all lanes.
+//! - [`credentials`]: per-organization secrets, sealed with a key from the environment.
 //! - [`orgs`]: organizations (tenants) and their campaigns.
 //! - [`transcripts`]: transcripts and their segments as stored, saved and loaded per call.
 //! - [`usage`]: what each lane spent per call (audio and device seconds, cost).
@@ -13,6 +14,7 @@
 //!
 //! Nothing here knows about audio, Whisper, Ringba or rules: those live in their lanes.
 
+pub mod credentials;
 pub mod db;
 pub mod maintenance;
 pub mod metrics;

@@ -52,6 +52,12 @@ impl From<tokio_postgres::Error> for QueueError {
     }
 }
 
+impl From<deadpool_postgres::PoolError> for QueueError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        QueueError::Db(e.into())
+    }
+}
+
 /// A call to put on the queue. `(org_id, source, external_id)` identifies it: enqueueing the
 /// same call again changes nothing.
 #[derive(Debug, Clone)]
@@ -575,6 +581,26 @@ pub async fn release(client: &impl GenericClient, lease: &Lease) -> Result<(), Q
     .map(drop)
 }
 
+/// Stores what decoding a call's recording told (its length, channels and the codec's sample
+/// rate, kept when ingest already knew it); part of the lane's result transaction.
+pub async fn record_audio_facts(
+    client: &impl GenericClient,
+    call_id: Uuid,
+    duration_ms: i32,
+    channels: i16,
+    sample_rate: i32,
+) -> Result<(), QueueError> {
+    client
+        .execute(
+            "UPDATE core.calls SET
+               duration_ms = $2, channels = $3, sample_rate = coalesce(sample_rate, $4)
+             WHERE id = $1",
+            &[&call_id, &duration_ms, &channels, &sample_rate],
+        )
+        .await?;
+    Ok(())
+}
+
 /// Which dead letters to bring back.
 #[derive(Debug, Clone, Default)]
 pub struct RequeueFilter {
@@ -636,6 +662,36 @@ pub async fn counts(
             })
         })
         .collect()
+}
+
+/// How many calls are in each of `states`, over all organizations (0 for a state with none).
+/// The states are written into the statement, as the claim's are, so each count can use the
+/// state's index.
+pub async fn depth(
+    client: &impl GenericClient,
+    states: &[CallState],
+) -> Result<Vec<(CallState, i64)>, QueueError> {
+    let labels: Vec<&str> = states.iter().map(|s| s.as_str()).collect();
+    let rows = client
+        .query(
+            &format!(
+                "SELECT state::text, count(*) FROM core.calls WHERE state IN ('{}')
+                 GROUP BY state",
+                labels.join("', '")
+            ),
+            &[],
+        )
+        .await?;
+    Ok(states
+        .iter()
+        .map(|state| {
+            let calls = rows
+                .iter()
+                .find(|r| r.get::<_, &str>(0) == state.as_str())
+                .map_or(0, |r| r.get(1));
+            (*state, calls)
+        })
+        .collect())
 }
 
 /// Wakes an idle lane when its ready state gets work (LISTEN/NOTIFY), with a polling fallback

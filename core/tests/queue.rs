@@ -175,6 +175,35 @@ async fn a_claim_for_one_organization_takes_only_its_calls() {
 }
 
 #[tokio::test]
+async fn depth_counts_each_asked_state_over_all_organizations() {
+    let db = TestDatabase::new(2).await;
+    let client = db.client().await;
+    let a = create_org(&**client, "a").await;
+    let b = create_org(&**client, "b").await;
+    insert_downloaded_calls(&**client, a, "a", 3, Utc::now()).await;
+    insert_downloaded_calls(&**client, b, "b", 2, Utc::now()).await;
+    claim(&**client, "w", 1).await;
+    let depth = queue::depth(
+        &**client,
+        &[
+            CallState::Downloaded,
+            CallState::Transcribing,
+            CallState::Failed,
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        depth,
+        [
+            (CallState::Downloaded, 4),
+            (CallState::Transcribing, 1),
+            (CallState::Failed, 0)
+        ]
+    );
+}
+
+#[tokio::test]
 async fn thirty_two_concurrent_claimers_take_each_call_exactly_once() {
     const CALLS: i64 = 5_000;
     const CLAIMERS: usize = 32;

@@ -350,11 +350,7 @@ impl TranscribeLane {
         let _ = fetcher.await;
         drop(batches);
         for lease in shared.held.take_all() {
-            let released = match shared.pool.get().await {
-                Ok(client) => queue::release(&**client, &lease).await,
-                Err(e) => Err(callscript_core::db::DbError::from(e).into()),
-            };
-            match released {
+            match async { queue::release(&**shared.pool.get().await?, &lease).await }.await {
                 Ok(()) => shared.count(Outcome::Released, 0.0),
                 // Lost meanwhile, or the database is gone: the rescuer takes it back when the
                 // lease expires.
@@ -451,11 +447,7 @@ async fn wait_for_work(listener: &mut Option<QueueListener>, poll_interval: Dura
 }
 
 async fn claim(shared: &Shared) -> Result<Vec<Claimed>, QueueError> {
-    let client = shared
-        .pool
-        .get()
-        .await
-        .map_err(callscript_core::db::DbError::from)?;
+    let client = shared.pool.get().await?;
     let claimed = queue::claim(
         &**client,
         &ClaimRequest {
@@ -476,10 +468,11 @@ async fn claim(shared: &Shared) -> Result<Vec<Claimed>, QueueError> {
 /// Records a call's failure under its lease and lets the lease go.
 async fn fail_call(shared: &Shared, claimed: &Claimed, failure: &CallFailure) {
     let call_id = claimed.call.id;
-    let result = match shared.pool.get().await {
-        Ok(client) => queue::fail(&**client, &claimed.lease, &failure.message, failure.retry).await,
-        Err(e) => Err(callscript_core::db::DbError::from(e).into()),
-    };
+    let result = async {
+        let client = shared.pool.get().await?;
+        queue::fail(&**client, &claimed.lease, &failure.message, failure.retry).await
+    }
+    .await;
     shared.held.remove(call_id);
     match result {
         Ok(Failed::WillRetry { run_after }) => {
@@ -644,30 +637,16 @@ async fn gauge_loop(shared: Arc<Shared>, device: Device, every: Duration) {
                 )
                 .set(memory.total as f64);
         }
-        let states: Vec<&str> = QUEUE_STATES.iter().map(|s| s.as_str()).collect();
-        // Literal states, like the claim's, so each count can use the state's index.
-        let sql = format!(
-            "SELECT state::text, count(*) FROM core.calls WHERE state IN ('{}') GROUP BY state",
-            states.join("', '")
-        );
-        let rows = match shared.pool.get().await {
-            Ok(client) => client.query(&sql, &[]).await.map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
-        };
-        match rows {
-            Ok(rows) => {
-                for state in &states {
-                    let count = rows
-                        .iter()
-                        .find(|r| r.get::<_, &str>(0) == *state)
-                        .map_or(0, |r| r.get::<_, i64>(1));
+        match async { queue::depth(&**shared.pool.get().await?, QUEUE_STATES).await }.await {
+            Ok(depths) => {
+                for (state, calls) in depths {
                     registry
                         .gauge(
                             "callscript_queue_calls",
                             "Calls in each queue state (all organizations).",
-                            &[("state", state)],
+                            &[("state", state.as_str())],
                         )
-                        .set(count as f64);
+                        .set(calls as f64);
                 }
             }
             Err(e) => tracing::warn!(error = %e, "cannot read queue depth"),

@@ -65,11 +65,11 @@ pub(super) async fn heartbeat_loop(
         if leases.is_empty() {
             continue;
         }
-        let report = match pool.get().await {
-            Ok(client) => queue::heartbeat(&**client, &mut leases, lease_for).await,
-            Err(e) => Err(callscript_core::db::DbError::from(e).into()),
+        let report = async {
+            let client = pool.get().await?;
+            queue::heartbeat(&**client, &mut leases, lease_for).await
         };
-        match report {
+        match report.await {
             Ok(report) => {
                 for call_id in report.lost {
                     tracing::warn!(%call_id, "lease lost (expired and rescued); its work will be dropped");

@@ -2,7 +2,7 @@
 //! (which also moves the call to `transcribed`), then the transcript and its segments, the
 //! call's audio facts and its usage. If the fence refuses, nothing of it is written.
 
-use callscript_core::db::{DbError, Pool};
+use callscript_core::db::Pool;
 use callscript_core::model::SpeakerRole;
 use callscript_core::queue::{self, Lease, QueueError};
 use callscript_core::transcripts::{self, SegmentRecord, TranscriptRecord};
@@ -83,26 +83,20 @@ pub(super) async fn store(
     facts: &CallFacts,
     usage: &UsageRecord,
 ) -> Result<(), QueueError> {
-    let mut client = pool.get().await.map_err(DbError::from)?;
+    let mut client = pool.get().await?;
     let transaction = client.transaction().await?;
     // First: it takes the call's row lock and checks the fence; on LeaseLost the transaction
     // is dropped, and rolled back, with nothing written.
     queue::complete(&*transaction, lease).await?;
     transcripts::save(&*transaction, record).await?;
-    transaction
-        .execute(
-            "UPDATE core.calls SET
-               duration_ms = $2, channels = $3,
-               sample_rate = coalesce(sample_rate, $4)
-             WHERE id = $1",
-            &[
-                &lease.call_id,
-                &((facts.duration_seconds * 1000.0).round() as i32),
-                &(facts.channels as i16),
-                &(facts.source_sample_rate as i32),
-            ],
-        )
-        .await?;
+    queue::record_audio_facts(
+        &*transaction,
+        lease.call_id,
+        (facts.duration_seconds * 1000.0).round() as i32,
+        facts.channels as i16,
+        facts.source_sample_rate as i32,
+    )
+    .await?;
     usage::record(&*transaction, usage).await?;
     transaction.commit().await?;
     Ok(())

@@ -101,15 +101,9 @@ async fn check_database(settings: &Settings) -> Result<String> {
     let (client, connection) = callscript_core::db::connect_one(&url).await?;
     tokio::spawn(connection);
     let version: String = client.query_one("SHOW server_version", &[]).await?.get(0);
-    let pending = migrate::pending(&client).await?;
-    if !pending.is_empty() {
-        anyhow::bail!(
-            "{}: the schema is behind ({} pending: {}); run `callscript migrate`",
-            url.redacted(),
-            pending.len(),
-            pending.join(", ")
-        );
-    }
+    migrate::ensure_current(&client)
+        .await
+        .with_context(|| url.redacted())?;
     let rescuer = if maintenance::scheduled_by_pg_cron(&client).await? {
         "rescuer scheduled by pg_cron"
     } else {

@@ -137,15 +137,7 @@ pub async fn run(settings: &Settings, args: WorkerArgs) -> Result<()> {
     let url = database_url(settings)?;
     let pool = callscript_core::db::connect_pool(&url, 4).await?;
     let client = pool.get().await?;
-    let pending = migrate::pending(&**client).await?;
-    if !pending.is_empty() {
-        bail!(
-            "the database schema is behind this build ({} pending: {}); run `callscript migrate` \
-             first",
-            pending.len(),
-            pending.join(", ")
-        );
-    }
+    migrate::ensure_current(&**client).await?;
     if let Some(slug) = &args.org {
         config.org_id = Some(orgs::by_slug(&**client, slug).await?.id);
     }

@@ -68,6 +68,12 @@ pub enum MigrateError {
          it was migrated by a newer callscript"
     )]
     UnknownApplied { version: i32, name: String },
+    #[error(
+        "the database schema is behind this build ({} pending: {}); run `callscript migrate` first",
+        .pending.len(),
+        .pending.join(", ")
+    )]
+    Behind { pending: Vec<&'static str> },
     #[error("migration {name} failed: {reason}")]
     Failed { name: &'static str, reason: String },
     #[error(transparent)]
@@ -204,6 +210,16 @@ pub async fn pending(client: &impl GenericClient) -> Result<Vec<&'static str>, M
         .filter(|m| !applied.contains(&m.version()))
         .map(|m| m.name)
         .collect())
+}
+
+/// Fails with [`MigrateError::Behind`] unless every migration is applied.
+pub async fn ensure_current(client: &impl GenericClient) -> Result<(), MigrateError> {
+    let pending = pending(client).await?;
+    if pending.is_empty() {
+        Ok(())
+    } else {
+        Err(MigrateError::Behind { pending })
+    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! Migrations against the real Postgres: up from empty, idempotent, and refusing drift.
 
 use callscript_core::db::connect_one;
-use callscript_core::migrate::{migrate, pending, MigrateError, MIGRATIONS};
+use callscript_core::migrate::{ensure_current, migrate, pending, MigrateError, MIGRATIONS};
 use callscript_testkit::TestDatabase;
 
 /// Every table DESIGN.md names, in its schema.
@@ -148,6 +148,7 @@ async fn pending_lists_what_is_not_applied_without_changing_anything() {
     let db = TestDatabase::new(1).await;
     let client = db.client().await;
     assert!(pending(&**client).await.unwrap().is_empty());
+    ensure_current(&**client).await.unwrap();
     client
         .batch_execute("DELETE FROM core.schema_migrations WHERE version >= 6")
         .await
@@ -159,6 +160,15 @@ async fn pending_lists_what_is_not_applied_without_changing_anything() {
     );
     // Checking again changes nothing: pending never migrates.
     assert_eq!(pending(&**client).await.unwrap(), behind);
+    let err = ensure_current(&**client).await.unwrap_err();
+    assert!(
+        matches!(&err, MigrateError::Behind { pending } if *pending == behind),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("0006_review_and_operations.sql"),
+        "{err}"
+    );
     client
         .batch_execute("DROP SCHEMA core CASCADE; DROP SCHEMA crm CASCADE")
         .await

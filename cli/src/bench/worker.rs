@@ -66,10 +66,7 @@ pub async fn run(settings: &Settings, args: WorkerBenchArgs) -> Result<()> {
     let url = database_url(settings)?;
     let pool = callscript_core::db::connect_pool(&url, 4).await?;
     let client = pool.get().await?;
-    let pending = migrate::pending(&**client).await?;
-    if !pending.is_empty() {
-        bail!("the database schema is behind: run `callscript migrate` first");
-    }
+    migrate::ensure_current(&**client).await?;
     let slug = format!("bench-{}", &Uuid::new_v4().simple().to_string()[..8]);
     let (org, _) = orgs::ensure(&**client, &slug, "throughput benchmark", "UTC").await?;
     let objects = tempfile::tempdir().context("a temporary object store")?;

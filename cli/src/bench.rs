@@ -145,6 +145,32 @@ pub struct AsrArgs {
     verbose: bool,
 }
 
+impl AsrArgs {
+    /// `--threads`, else every core.
+    fn thread_count(&self) -> usize {
+        match self.threads {
+            Some(threads) => threads.max(1),
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        }
+    }
+
+    fn decode_options(&self) -> DecodeOptions {
+        DecodeOptions {
+            language: Some(self.language.clone()),
+            beam_size: self.beam_size,
+            ..DecodeOptions::default()
+        }
+    }
+
+    fn transcribe_options(&self) -> TranscribeOptions {
+        TranscribeOptions {
+            vad: (!self.no_vad).then(VadOptions::default),
+            batch_size: self.batch_size,
+            ..TranscribeOptions::default()
+        }
+    }
+}
+
 pub async fn run(settings: &Settings, command: BenchCommand) -> Result<()> {
     match command {
         BenchCommand::Asr(args) => tokio::task::block_in_place(|| asr(args)),
@@ -690,10 +716,7 @@ fn asr(args: AsrArgs) -> Result<()> {
     if args.beam_size == 0 {
         bail!("--beam-size must be at least 1");
     }
-    let threads = match args.threads {
-        Some(threads) => threads.max(1),
-        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
-    };
+    let threads = args.thread_count();
     let set = read_eval_set(&args.tsv)?;
     for skipped in &set.skipped {
         eprintln!(
@@ -709,17 +732,12 @@ fn asr(args: AsrArgs) -> Result<()> {
     let utterances = &set.utterances;
     set_threads(Some(threads))?;
 
-    let decode = DecodeOptions {
-        language: Some(args.language.clone()),
-        beam_size: args.beam_size,
-        ..DecodeOptions::default()
-    };
-    let options = TranscribeOptions {
-        vad: (!args.no_vad).then(VadOptions::default),
-        batch_size: args.batch_size,
-        ..TranscribeOptions::default()
-    };
-    let mut transcriber = open_transcriber(&args.model, &args.device, decode, options)?;
+    let mut transcriber = open_transcriber(
+        &args.model,
+        &args.device,
+        args.decode_options(),
+        args.transcribe_options(),
+    )?;
     let engine = format!("callscript {}", env!("CARGO_PKG_VERSION"));
 
     eprintln!("warming up on {}", utterances[0].name);

@@ -210,6 +210,17 @@ pub fn open_storage(settings: &Settings) -> Result<Arc<dyn ObjectStore>> {
     Ok(storage::open(&url, S3Settings::from_env())?)
 }
 
+/// The object store of the settings, checked to answer (a read of a key that need not exist:
+/// bucket, endpoint and credentials are tried, nothing is written).
+pub async fn open_reachable_storage(settings: &Settings) -> Result<Arc<dyn ObjectStore>> {
+    let store = open_storage(settings)?;
+    store
+        .head("callscript-probe")
+        .await
+        .with_context(|| format!("checking the object store {}", store.describe()))?;
+    Ok(store)
+}
+
 /// `$XDG_DATA_HOME/callscript/objects`, else `~/.local/share/callscript/objects`.
 fn default_storage_dir() -> Result<String> {
     let base = std::env::var_os("XDG_DATA_HOME")

@@ -8,7 +8,7 @@ use callscript_core::{maintenance, migrate};
 use callscript_worker::device;
 use clap::Args;
 
-use crate::commands::{database_url, open_storage, Settings};
+use crate::commands::{database_url, open_reachable_storage, Settings};
 use crate::transcribe::{open_decoder, ModelArgs, SpeakerArgs};
 
 #[derive(Args)]
@@ -117,10 +117,6 @@ async fn check_database(settings: &Settings) -> Result<String> {
 }
 
 async fn check_storage(settings: &Settings) -> Result<String> {
-    let store = open_storage(settings)?;
-    store
-        .head("callscript-doctor-probe")
-        .await
-        .with_context(|| store.describe())?;
+    let store = open_reachable_storage(settings).await?;
     Ok(format!("{} is reachable", store.describe()))
 }

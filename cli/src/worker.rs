@@ -19,7 +19,7 @@ use callscript_worker::transcribe::{TranscribeOptions, Transcriber};
 use clap::Args;
 use tokio::net::TcpListener;
 
-use crate::commands::{database_url, open_storage, Settings};
+use crate::commands::{database_url, open_reachable_storage, Settings};
 use crate::transcribe::{open_decoder, set_threads, LimitArgs, ModelArgs, SpeakerArgs};
 
 /// The most windows one forward pass takes: on the CPU more do not go faster (the cores are
@@ -143,11 +143,7 @@ pub async fn run(settings: &Settings, args: WorkerArgs) -> Result<()> {
     }
     let run_maintenance = !maintenance::scheduled_by_pg_cron(&**client).await?;
     drop(client);
-    let store = open_storage(settings)?;
-    store
-        .head("callscript-worker-probe")
-        .await
-        .with_context(|| format!("checking the object store {}", store.describe()))?;
+    let store = open_reachable_storage(settings).await?;
 
     // The model last: the slowest check, and the one that needs the settings above to matter.
     let model = &args.model;

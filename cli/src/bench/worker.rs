@@ -23,8 +23,7 @@ use callscript_core::queue::{self, NewCall};
 use callscript_core::storage::{LocalDirStore, ObjectStore};
 use callscript_core::{migrate, orgs, transcripts};
 use callscript_worker::lane::{LaneConfig, TranscribeLane};
-use callscript_worker::transcribe::{TranscribeOptions, Transcriber};
-use callscript_worker::vad::VadOptions;
+use callscript_worker::transcribe::Transcriber;
 use clap::Args;
 use uuid::Uuid;
 
@@ -52,9 +51,7 @@ pub async fn run(settings: &Settings, args: WorkerBenchArgs) -> Result<()> {
     if args.calls == 0 {
         bail!("--calls must be at least 1");
     }
-    let threads = asr
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let threads = asr.thread_count();
     set_threads(Some(threads))?;
     let set = read_eval_set(&asr.tsv)?;
     let fw = asr.compare.then(|| fw_setup(asr)).transpose()?;
@@ -106,21 +103,10 @@ pub async fn run(settings: &Settings, args: WorkerBenchArgs) -> Result<()> {
 
         let model = asr.model.clone();
         let device_spec = asr.device.clone();
-        let decode = callscript_worker::decode::DecodeOptions {
-            language: Some(asr.language.clone()),
-            beam_size: asr.beam_size,
-            ..Default::default()
-        };
-        let (decoder, device) =
-            tokio::task::block_in_place(|| open_decoder(&model, &device_spec, decode))?;
-        let transcriber = Transcriber::new(
-            decoder,
-            TranscribeOptions {
-                vad: (!asr.no_vad).then(VadOptions::default),
-                batch_size: asr.batch_size,
-                ..TranscribeOptions::default()
-            },
-        )?;
+        let (decoder, device) = tokio::task::block_in_place(|| {
+            open_decoder(&model, &device_spec, asr.decode_options())
+        })?;
+        let transcriber = Transcriber::new(decoder, asr.transcribe_options())?;
         let lane = TranscribeLane {
             pool: pool.clone(),
             database_url: url.clone(),

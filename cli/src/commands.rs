@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use callscript_core::credentials::{self, CredentialKey, Secret};
+use callscript_core::credentials::{self, CredentialKey, CredentialSpec, Secret};
 use callscript_core::db::{connect_one, connect_pool, DatabaseUrl, Pool};
 use callscript_core::maintenance::{self, MaintenanceConfig};
 use callscript_core::model::{Lane, Source};
@@ -106,6 +106,10 @@ enum CredentialsCommand {
         /// The non-secret part: a Ringba account id, a LiveKit API key.
         #[arg(long)]
         public_id: Option<String>,
+        /// The API's base URL when not the vendor's default (LiveKit: the project URL, e.g.
+        /// https://my-project.livekit.cloud; Ringba: https://api.ringba.com/v2).
+        #[arg(long)]
+        endpoint: Option<String>,
     },
     /// List an organization's credentials (never their secrets).
     List { org: String },
@@ -303,6 +307,7 @@ async fn credentials_command(
             kind,
             label,
             public_id,
+            endpoint,
         } => {
             let key = CredentialKey::from_env()?;
             let org = orgs::by_slug(client, &org).await?;
@@ -314,26 +319,24 @@ async fn credentials_command(
             if secret.is_empty() {
                 bail!("no secret on standard input (e.g. `printenv RINGBA_TOKEN | callscript org credentials set ...`)");
             }
-            credentials::store(
-                client,
-                &key,
-                org.id,
-                &kind,
-                &label,
-                public_id.as_deref(),
-                &Secret::new(secret),
-            )
-            .await?;
+            let spec = CredentialSpec {
+                kind: &kind,
+                label: &label,
+                public_id: public_id.as_deref(),
+                endpoint: endpoint.as_deref(),
+            };
+            credentials::store(client, &key, org.id, &spec, &Secret::new(secret)).await?;
             println!("stored {kind}/{label} for {} (key {})", org.slug, key.id());
         }
         CredentialsCommand::List { org } => {
             let org = orgs::by_slug(client, &org).await?;
             for c in credentials::list(client, org.id).await? {
                 println!(
-                    "{:<12} {:<16} {:<24} key {} updated {}",
+                    "{:<12} {:<16} {:<24} {:<32} key {} updated {}",
                     c.kind,
                     c.label,
                     c.public_id.as_deref().unwrap_or("-"),
+                    c.endpoint.as_deref().unwrap_or("(default endpoint)"),
                     c.key_id,
                     c.updated_at.format("%Y-%m-%d %H:%M:%S")
                 );

@@ -83,6 +83,8 @@ pub enum CredentialError {
         "credential kind {0:?}: use lowercase letters, digits and _ (ringba, livekit), at most 32"
     )]
     BadKind(String),
+    #[error("credential endpoint {0:?} is not an http:// or https:// URL")]
+    BadEndpoint(String),
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -151,26 +153,59 @@ pub struct CredentialInfo {
     pub label: String,
     /// The non-secret half (a Ringba account id, a LiveKit API key).
     pub public_id: Option<String>,
+    /// The API's base URL when not the vendor's default.
+    pub endpoint: Option<String>,
     pub key_id: String,
     pub updated_at: chrono::DateTime<chrono::Utc>,
 }
 
-/// Stores (or replaces) `secret` as the org's `kind`/`label` credential.
+/// What a credential is, apart from its secret.
+#[derive(Debug, Clone, Copy)]
+pub struct CredentialSpec<'a> {
+    /// What it is for: `ringba`, `livekit`, ...
+    pub kind: &'a str,
+    /// Several of one kind (e.g. Ringba accounts) are told apart by label.
+    pub label: &'a str,
+    pub public_id: Option<&'a str>,
+    pub endpoint: Option<&'a str>,
+}
+
+/// An opened credential.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credential {
+    pub org_id: Uuid,
+    pub kind: String,
+    pub label: String,
+    pub public_id: Option<String>,
+    pub endpoint: Option<String>,
+    pub secret: Secret,
+}
+
+/// Stores (or replaces) `secret` as the org's `spec.kind`/`spec.label` credential.
 pub async fn store(
     client: &impl GenericClient,
     key: &CredentialKey,
     org_id: Uuid,
-    kind: &str,
-    label: &str,
-    public_id: Option<&str>,
+    spec: &CredentialSpec<'_>,
     secret: &Secret,
 ) -> Result<(), CredentialError> {
+    let CredentialSpec {
+        kind,
+        label,
+        public_id,
+        endpoint,
+    } = *spec;
     let mut chars = kind.chars();
     let valid = kind.len() <= 32
         && chars.next().is_some_and(|c| c.is_ascii_lowercase())
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
     if !valid {
         return Err(CredentialError::BadKind(kind.into()));
+    }
+    if let Some(endpoint) = endpoint {
+        if !(endpoint.starts_with("https://") || endpoint.starts_with("http://")) {
+            return Err(CredentialError::BadEndpoint(endpoint.into()));
+        }
     }
     let nonce = ChaCha20Poly1305::generate_nonce(&mut OsRng);
     let aad = associated_data(org_id, kind, label);
@@ -187,16 +222,18 @@ pub async fn store(
     client
         .execute(
             "INSERT INTO core.organization_credentials
-               (org_id, kind, label, public_id, key_id, nonce, ciphertext)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)
+               (org_id, kind, label, public_id, endpoint, key_id, nonce, ciphertext)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
              ON CONFLICT (org_id, kind, label) DO UPDATE SET
-               public_id = excluded.public_id, key_id = excluded.key_id,
-               nonce = excluded.nonce, ciphertext = excluded.ciphertext, updated_at = now()",
+               public_id = excluded.public_id, endpoint = excluded.endpoint,
+               key_id = excluded.key_id, nonce = excluded.nonce,
+               ciphertext = excluded.ciphertext, updated_at = now()",
             &[
                 &org_id,
                 &kind,
                 &label,
                 &public_id,
+                &endpoint,
                 &key.id,
                 &nonce.as_slice(),
                 &ciphertext,
@@ -206,18 +243,69 @@ pub async fn store(
     Ok(())
 }
 
-/// The org's `kind`/`label` credential: its public id and its secret.
+const SELECT_SEALED: &str = "SELECT org_id, kind, label, public_id, endpoint, key_id, nonce,
+        ciphertext
+   FROM core.organization_credentials";
+
+/// Opens one row of [`SELECT_SEALED`].
+fn open_row(key: &CredentialKey, row: &tokio_postgres::Row) -> Result<Credential, CredentialError> {
+    let org_id: Uuid = row.get(0);
+    let kind: String = row.get(1);
+    let label: String = row.get(2);
+    let stored: String = row.get(5);
+    if stored != key.id {
+        return Err(CredentialError::WrongKey {
+            org_id,
+            kind,
+            label,
+            stored,
+            current: key.id.clone(),
+        });
+    }
+    let nonce: Vec<u8> = row.get(6);
+    let ciphertext: Vec<u8> = row.get(7);
+    let plain = (nonce.len() == 12)
+        .then(|| {
+            key.cipher
+                .decrypt(
+                    chacha20poly1305::Nonce::from_slice(&nonce),
+                    Payload {
+                        msg: &ciphertext,
+                        aad: &associated_data(org_id, &kind, &label),
+                    },
+                )
+                .ok()
+        })
+        .flatten()
+        .and_then(|plain| String::from_utf8(plain).ok());
+    let Some(secret) = plain else {
+        return Err(CredentialError::Tampered {
+            org_id,
+            kind,
+            label,
+        });
+    };
+    Ok(Credential {
+        org_id,
+        kind,
+        label,
+        public_id: row.get(3),
+        endpoint: row.get(4),
+        secret: Secret(secret),
+    })
+}
+
+/// The org's `kind`/`label` credential, opened.
 pub async fn load(
     client: &impl GenericClient,
     key: &CredentialKey,
     org_id: Uuid,
     kind: &str,
     label: &str,
-) -> Result<(Option<String>, Secret), CredentialError> {
+) -> Result<Credential, CredentialError> {
     let row = client
         .query_opt(
-            "SELECT public_id, key_id, nonce, ciphertext FROM core.organization_credentials
-             WHERE org_id = $1 AND kind = $2 AND label = $3",
+            &format!("{SELECT_SEALED} WHERE org_id = $1 AND kind = $2 AND label = $3"),
             &[&org_id, &kind, &label],
         )
         .await?
@@ -226,38 +314,48 @@ pub async fn load(
             kind: kind.into(),
             label: label.into(),
         })?;
-    let stored: String = row.get(1);
-    if stored != key.id {
-        return Err(CredentialError::WrongKey {
-            org_id,
-            kind: kind.into(),
-            label: label.into(),
-            stored,
-            current: key.id.clone(),
-        });
-    }
-    let nonce: Vec<u8> = row.get(2);
-    let ciphertext: Vec<u8> = row.get(3);
-    let tampered = || CredentialError::Tampered {
-        org_id,
-        kind: kind.into(),
-        label: label.into(),
-    };
-    if nonce.len() != 12 {
-        return Err(tampered());
-    }
-    let plain = key
-        .cipher
-        .decrypt(
-            chacha20poly1305::Nonce::from_slice(&nonce),
-            Payload {
-                msg: &ciphertext,
-                aad: &associated_data(org_id, kind, label),
-            },
+    open_row(key, &row)
+}
+
+/// Every credential of `kind` (of one org, or of all), each opened or the reason it does not
+/// open: what an ingest lane polls, so one org's broken credential does not stop the others.
+pub async fn load_kind(
+    client: &impl GenericClient,
+    key: &CredentialKey,
+    kind: &str,
+    org_id: Option<Uuid>,
+) -> Result<Vec<Result<Credential, CredentialError>>, CredentialError> {
+    Ok(client
+        .query(
+            &format!(
+                "{SELECT_SEALED} WHERE kind = $1 AND ($2::uuid IS NULL OR org_id = $2)
+                 ORDER BY org_id, label"
+            ),
+            &[&kind, &org_id],
         )
-        .map_err(|_| tampered())?;
-    let secret = String::from_utf8(plain).map_err(|_| tampered())?;
-    Ok((row.get(0), Secret(secret)))
+        .await?
+        .iter()
+        .map(|row| open_row(key, row))
+        .collect())
+}
+
+/// The credentials of `kind` whose public half is `public_id` (a LiveKit webhook names its API
+/// key), opened; usually one.
+pub async fn find_by_public_id(
+    client: &impl GenericClient,
+    key: &CredentialKey,
+    kind: &str,
+    public_id: &str,
+) -> Result<Vec<Credential>, CredentialError> {
+    client
+        .query(
+            &format!("{SELECT_SEALED} WHERE kind = $1 AND public_id = $2 ORDER BY org_id, label"),
+            &[&kind, &public_id],
+        )
+        .await?
+        .iter()
+        .map(|row| open_row(key, row))
+        .collect()
 }
 
 /// The org's credentials, secrets left out.
@@ -267,8 +365,8 @@ pub async fn list(
 ) -> Result<Vec<CredentialInfo>, CredentialError> {
     Ok(client
         .query(
-            "SELECT kind, label, public_id, key_id, updated_at FROM core.organization_credentials
-             WHERE org_id = $1 ORDER BY kind, label",
+            "SELECT kind, label, public_id, endpoint, key_id, updated_at
+             FROM core.organization_credentials WHERE org_id = $1 ORDER BY kind, label",
             &[&org_id],
         )
         .await?
@@ -277,8 +375,9 @@ pub async fn list(
             kind: row.get(0),
             label: row.get(1),
             public_id: row.get(2),
-            key_id: row.get(3),
-            updated_at: row.get(4),
+            endpoint: row.get(3),
+            key_id: row.get(4),
+            updated_at: row.get(5),
         })
         .collect())
 }

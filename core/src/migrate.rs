@@ -36,6 +36,7 @@ pub const MIGRATIONS: &[Migration] = migrations![
     "0005_transcripts.sql",
     "0006_review_and_operations.sql",
     "0007_crm.sql",
+    "0008_ingest.sql",
 ];
 
 impl Migration {

@@ -2,7 +2,7 @@
 //!
 //! - [`upload`]: recordings from anywhere else (`callscript enqueue FILE...`): stored in the
 //!   object store and queued as `downloaded`.
-//!
-//! Later lanes here: the Ringba poller and backfills, the LiveKit webhook, the vault.
+//! - [`http`]: the HTTP client setup every lane shares.
 
+pub mod http;
 pub mod upload;

@@ -3,6 +3,7 @@
 //! `scripts/test` provides `DATABASE_URL` (a local cluster it starts, or the one given).
 
 pub mod s3;
+pub mod vendors;
 
 use callscript_core::db::{connect_one, connect_pool, DatabaseUrl};
 use callscript_core::migrate::migrate;

@@ -1,0 +1,17 @@
+//! The one HTTP client setup the ingest lanes share (vendor APIs and recording downloads).
+
+use std::time::Duration;
+
+/// How long a vendor API request or a recording download may take at most, by default.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A client with rustls, a connect timeout, a total timeout and our user agent. Redirects are
+/// followed (recording URLs often redirect to a CDN).
+pub fn client(timeout: Duration) -> reqwest::Client {
+    reqwest::Client::builder()
+        .user_agent(concat!("callscript/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(Duration::from_secs(10).min(timeout))
+        .timeout(timeout)
+        .build()
+        .expect("the TLS backend is compiled in")
+}

@@ -89,6 +89,18 @@ pub enum CredentialError {
     Db(#[from] DbError),
 }
 
+impl CredentialError {
+    /// The organization whose credential this is about, when it is about one.
+    pub fn org_id(&self) -> Option<Uuid> {
+        match self {
+            Self::WrongKey { org_id, .. }
+            | Self::Tampered { org_id, .. }
+            | Self::Missing { org_id, .. } => Some(*org_id),
+            _ => None,
+        }
+    }
+}
+
 impl From<tokio_postgres::Error> for CredentialError {
     fn from(e: tokio_postgres::Error) -> Self {
         CredentialError::Db(e.into())

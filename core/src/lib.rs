@@ -9,12 +9,14 @@
 //! - [`credentials`]: per-organization secrets, sealed with a key from the environment.
 //! - [`orgs`]: organizations (tenants) and their campaigns.
 //! - [`transcripts`]: transcripts and their segments as stored, saved and loaded per call.
+//! - [`cursors`]: where ingest polling resumes (watermark) and the calls it must look at again.
 //! - [`usage`]: what each lane spent per call (audio and device seconds, cost).
 //! - [`metrics`]: Prometheus counters and gauges, served on `/metrics`.
 //!
 //! Nothing here knows about audio, Whisper, Ringba or rules: those live in their lanes.
 
 pub mod credentials;
+pub mod cursors;
 pub mod db;
 pub mod maintenance;
 pub mod metrics;

@@ -601,6 +601,59 @@ pub async fn record_audio_facts(
     Ok(())
 }
 
+/// Where the vault stored a call's recording; part of the vault's result transaction.
+pub async fn record_stored_object(
+    client: &impl GenericClient,
+    call_id: Uuid,
+    object: &StoredObject<'_>,
+) -> Result<(), QueueError> {
+    client
+        .execute(
+            "UPDATE core.calls SET
+               object_key = $2, sha256 = $3, content_type = $4, size_bytes = $5
+             WHERE id = $1",
+            &[
+                &call_id,
+                &object.key,
+                &object.sha256,
+                &object.content_type,
+                &object.size_bytes,
+            ],
+        )
+        .await?;
+    Ok(())
+}
+
+/// A recording as stored by the vault.
+#[derive(Debug, Clone, Copy)]
+pub struct StoredObject<'a> {
+    pub key: &'a str,
+    pub sha256: &'a str,
+    pub content_type: &'a str,
+    pub size_bytes: i64,
+}
+
+/// Merges `metadata` (top-level keys replaced) into a known call's metadata, whatever its
+/// state: what a source learns about a call later (a Ringba conversion, revenue) without
+/// touching its place in the queue. Whether anything changed; false for an unknown call.
+pub async fn refresh_metadata(
+    client: &impl GenericClient,
+    org_id: Uuid,
+    source: Source,
+    external_id: &str,
+    metadata: &serde_json::Value,
+) -> Result<bool, QueueError> {
+    Ok(client
+        .execute(
+            "UPDATE core.calls SET metadata = metadata || $4, updated_at = now()
+             WHERE org_id = $1 AND source = $2::text::core.call_source AND external_id = $3
+               AND NOT metadata @> $4",
+            &[&org_id, &source.as_str(), &external_id, metadata],
+        )
+        .await?
+        > 0)
+}
+
 /// Which dead letters to bring back.
 #[derive(Debug, Clone, Default)]
 pub struct RequeueFilter {
@@ -756,6 +809,23 @@ impl QueueListener {
                 }
                 Err(_) => return Wakeup::PollInterval,
             }
+        }
+    }
+}
+
+/// Waits until `lane` may have work: a notification when listening, else a jittered poll.
+pub async fn wait_for_work(
+    listener: &mut Option<QueueListener>,
+    lane: Lane,
+    poll_interval: Duration,
+) {
+    match listener {
+        Some(listener) => {
+            listener.wait(lane, poll_interval).await;
+        }
+        None => {
+            let jitter = rand::random_range(0.8..1.2);
+            tokio::time::sleep(poll_interval.mul_f64(jitter)).await;
         }
     }
 }

@@ -411,7 +411,7 @@ async fn fetch_loop(
             }
             drop(permit);
             tokio::select! {
-                () = wait_for_work(&mut listener, config.poll_interval) => continue,
+                () = queue::wait_for_work(&mut listener, Lane::Transcribe, config.poll_interval) => continue,
                 () = stopped(&mut stop) => return,
             }
         }
@@ -431,18 +431,6 @@ async fn fetch_loop(
             return;
         }
         permit.send(Batch { calls: ready });
-    }
-}
-
-async fn wait_for_work(listener: &mut Option<QueueListener>, poll_interval: Duration) {
-    match listener {
-        Some(listener) => {
-            listener.wait(Lane::Transcribe, poll_interval).await;
-        }
-        None => {
-            let jitter = rand::random_range(0.8..1.2);
-            tokio::time::sleep(poll_interval.mul_f64(jitter)).await;
-        }
     }
 }
 

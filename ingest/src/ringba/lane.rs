@@ -1,7 +1,7 @@
 //! The Ringba lane: poll each account's call log from its watermark, look again at calls that
 //! were live or had no recording link yet, and re-pull date ranges on demand (backfills).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use callscript_core::credentials::{self, Credential, CredentialKey};
@@ -288,6 +288,9 @@ async fn ingest_range(
     progress: &mut dyn FnMut(&BackfillProgress),
 ) -> Result<(), RingbaError> {
     let windows = windows(from, to, config.window);
+    // Windows share their boundary instant and pages may repeat a record (see below): each
+    // call is handled once per run.
+    let mut seen = HashSet::new();
     for (done, (start, end)) in windows.iter().enumerate() {
         let mut offset = 0u64;
         loop {
@@ -296,15 +299,12 @@ async fn ingest_range(
                 .await?;
             report.pages += 1;
             offset += page.records.len() as u64;
-            store_page(
-                pool,
-                client.account_id(),
-                org_id,
-                &page.records,
-                from,
-                report,
-            )
-            .await?;
+            let fresh: Vec<&serde_json::Value> = page
+                .records
+                .iter()
+                .filter(|r| seen.insert(r["inboundCallId"].to_string()))
+                .collect();
+            store_page(pool, client.account_id(), org_id, &fresh, from, report).await?;
             // Pages are newest first, so calls arriving meanwhile push records down: a record
             // may be seen twice (harmless), never skipped.
             if page.records.is_empty() || offset >= page.total_count {
@@ -346,7 +346,7 @@ async fn store_page(
     pool: &Pool,
     account: &str,
     org_id: Uuid,
-    records: &[serde_json::Value],
+    records: &[&serde_json::Value],
     range_start: DateTime<Utc>,
     report: &mut IngestReport,
 ) -> Result<(), RingbaError> {

@@ -57,6 +57,14 @@ enum Command {
     Org(OrgCommand),
     /// Store recording files and queue them for transcription (the upload lane).
     Enqueue(EnqueueArgs),
+    /// Bring calls in from a source: `ringba` (poll the call log), `livekit` (egress webhooks).
+    #[command(subcommand)]
+    Ingest(crate::ingest::IngestCommand),
+    /// Re-pull a source for a date range (cron-friendly, idempotent).
+    #[command(subcommand)]
+    Backfill(crate::ingest::BackfillCommand),
+    /// Run the vault lane: download pending calls' recordings into the object store.
+    Vault(crate::ingest::VaultArgs),
     /// Look at and operate the call queue.
     #[command(subcommand)]
     Queue(QueueCommand),
@@ -183,6 +191,9 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Org(command) => org(&settings, command).await,
         Command::Enqueue(args) => enqueue(&settings, args).await,
         Command::Queue(command) => queue_command(&settings, command).await,
+        Command::Ingest(command) => crate::ingest::ingest(&settings, command).await,
+        Command::Backfill(command) => crate::ingest::backfill(&settings, command).await,
+        Command::Vault(args) => crate::ingest::vault(&settings, args).await,
         Command::Transcribe(args) => crate::transcribe::run(args),
         Command::Bench(command) => crate::bench::run(&settings, command).await,
     }
@@ -199,7 +210,7 @@ async fn pool(settings: &Settings) -> Result<Pool> {
     Ok(connect_pool(&database_url(settings)?, 4).await?)
 }
 
-async fn org_id(client: &impl GenericClient, slug: Option<String>) -> Result<Option<Uuid>> {
+pub async fn org_id(client: &impl GenericClient, slug: Option<String>) -> Result<Option<Uuid>> {
     Ok(match slug {
         Some(slug) => Some(orgs::by_slug(client, &slug).await?.id),
         None => None,
@@ -481,4 +492,39 @@ async fn queue_command(settings: &Settings, command: QueueCommand) -> Result<()>
         }
     }
     Ok(())
+}
+
+/// `HOST-PID`: who holds a lane's leases, as shown in the queue.
+pub fn default_worker_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "callscript".into());
+    format!("{host}-{}", std::process::id())
+}
+
+/// A stop flag that turns true on SIGTERM (RunPod, Kubernetes, systemd) or SIGINT (Ctrl-C).
+pub fn stop_on_signal() -> tokio::sync::watch::Receiver<bool> {
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    stop
+}
+
+async fn wait_for_signal() {
+    let mut terminate =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async {
+            match terminate.as_mut() {
+                Some(signal) => { signal.recv().await; }
+                None => std::future::pending::<()>().await,
+            }
+        } => {}
+    }
 }

@@ -4,6 +4,7 @@
 mod bench;
 mod commands;
 mod doctor;
+mod ingest;
 mod transcribe;
 mod worker;
 

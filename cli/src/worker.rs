@@ -19,7 +19,9 @@ use callscript_worker::transcribe::{TranscribeOptions, Transcriber};
 use clap::Args;
 use tokio::net::TcpListener;
 
-use crate::commands::{database_url, open_reachable_storage, Settings};
+use crate::commands::{
+    database_url, default_worker_id, open_reachable_storage, stop_on_signal, Settings,
+};
 use crate::transcribe::{open_decoder, set_threads, LimitArgs, ModelArgs, SpeakerArgs};
 
 /// The most windows one forward pass takes: on the CPU more do not go faster (the cores are
@@ -95,16 +97,6 @@ fn model_name(spec: &str) -> String {
         }
     }
     spec.to_owned()
-}
-
-fn default_worker_id() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "worker".into());
-    format!("{host}-{}", std::process::id())
 }
 
 pub async fn run(settings: &Settings, args: WorkerArgs) -> Result<()> {
@@ -189,7 +181,7 @@ pub async fn run(settings: &Settings, args: WorkerArgs) -> Result<()> {
             &[],
         )
         .set(batch_size as f64);
-    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let stop = stop_on_signal();
     let wait_stop = move || {
         let mut stop = stop.clone();
         async move {
@@ -209,11 +201,6 @@ pub async fn run(settings: &Settings, args: WorkerArgs) -> Result<()> {
             wait_stop(),
         ))
     });
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        let _ = stop_tx.send(true);
-    });
-
     eprintln!(
         "worker {}: model {} on {}, {} calls per claim, {} windows per pass{}",
         config.worker_id,
@@ -251,19 +238,4 @@ pub async fn run(settings: &Settings, args: WorkerArgs) -> Result<()> {
         report.lease_lost
     );
     Ok(())
-}
-
-/// SIGTERM (RunPod, Kubernetes, systemd) or SIGINT (Ctrl-C).
-async fn wait_for_signal() {
-    let mut terminate =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = async {
-            match terminate.as_mut() {
-                Some(signal) => { signal.recv().await; }
-                None => std::future::pending::<()>().await,
-            }
-        } => {}
-    }
 }

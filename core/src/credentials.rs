@@ -352,14 +352,14 @@ pub async fn load_kind(
 }
 
 /// The credentials of `kind` whose public half is `public_id` (a LiveKit webhook names its API
-/// key), opened; usually one.
+/// key), each opened or the reason it does not open; usually one.
 pub async fn find_by_public_id(
     client: &impl GenericClient,
     key: &CredentialKey,
     kind: &str,
     public_id: &str,
-) -> Result<Vec<Credential>, CredentialError> {
-    client
+) -> Result<Vec<Result<Credential, CredentialError>>, CredentialError> {
+    Ok(client
         .query(
             &format!("{SELECT_SEALED} WHERE kind = $1 AND public_id = $2 ORDER BY org_id, label"),
             &[&kind, &public_id],
@@ -367,7 +367,7 @@ pub async fn find_by_public_id(
         .await?
         .iter()
         .map(|row| open_row(key, row))
-        .collect()
+        .collect())
 }
 
 /// The org's credentials, secrets left out.

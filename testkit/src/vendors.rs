@@ -2,6 +2,7 @@
 //! LiveKit). They replay payloads of the vendors' documented shapes, kept in one place:
 //! `fixtures/vendors/<vendor>/`, read through [`fixture`].
 
+pub mod livekit;
 pub mod ringba;
 
 use std::net::SocketAddr;

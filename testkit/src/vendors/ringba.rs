@@ -144,52 +144,62 @@ type Shared = State<Arc<Mutex<Calls>>>;
 
 /// Auth, account, throttling and failure injection shared by the API endpoints; `Err` is the
 /// response to send instead.
-fn admit(calls: &mut Calls, account: &str, headers: &HeaderMap) -> Result<(), Response> {
+fn admit(calls: &mut Calls, account: &str, headers: &HeaderMap) -> Result<(), Box<Response>> {
     let expected = format!("Token {}", calls.token);
     let authorized = headers
         .get(header::AUTHORIZATION)
         .is_some_and(|value| value.as_bytes() == expected.as_bytes());
     if !authorized {
-        return Err((
-            StatusCode::UNAUTHORIZED,
-            Json(json!({"isSuccessful": false, "message": "Authorization has been denied for this request."})),
-        )
-            .into_response());
+        return Err(Box::new(
+            (
+                StatusCode::UNAUTHORIZED,
+                Json(json!({"isSuccessful": false, "message": "Authorization has been denied for this request."})),
+            )
+                .into_response(),
+        ));
     }
     if account != calls.account {
-        return Err((
-            StatusCode::FORBIDDEN,
-            Json(json!({"isSuccessful": false, "message": "no access to this account"})),
-        )
-            .into_response());
+        return Err(Box::new(
+            (
+                StatusCode::FORBIDDEN,
+                Json(json!({"isSuccessful": false, "message": "no access to this account"})),
+            )
+                .into_response(),
+        ));
     }
     if calls.throttle_next > 0 {
         calls.throttle_next -= 1;
-        return Err((
-            StatusCode::TOO_MANY_REQUESTS,
-            [(header::RETRY_AFTER, "1")],
-            Json(json_fixture("ringba/rate-limited.json")),
-        )
-            .into_response());
+        return Err(Box::new(
+            (
+                StatusCode::TOO_MANY_REQUESTS,
+                [(header::RETRY_AFTER, "1")],
+                Json(json_fixture("ringba/rate-limited.json")),
+            )
+                .into_response(),
+        ));
     }
     if calls.fail_next > 0 {
         calls.fail_next -= 1;
-        return Err((StatusCode::SERVICE_UNAVAILABLE, "upstream unavailable").into_response());
+        return Err(Box::new(
+            (StatusCode::SERVICE_UNAVAILABLE, "upstream unavailable").into_response(),
+        ));
     }
     Ok(())
 }
 
-fn parse_time(body: &Value, field: &str) -> Result<i64, Response> {
+fn parse_time(body: &Value, field: &str) -> Result<i64, Box<Response>> {
     body[field]
         .as_str()
         .and_then(|text| DateTime::parse_from_rfc3339(text).ok())
         .map(|t| t.timestamp_millis())
         .ok_or_else(|| {
-            (
-                StatusCode::BAD_REQUEST,
-                Json(json!({"isSuccessful": false, "message": format!("{field} is required")})),
+            Box::new(
+                (
+                    StatusCode::BAD_REQUEST,
+                    Json(json!({"isSuccessful": false, "message": format!("{field} is required")})),
+                )
+                    .into_response(),
             )
-                .into_response()
         })
 }
 
@@ -212,7 +222,7 @@ async fn report(
     });
     outcome
         .map(|json| Json(json).into_response())
-        .unwrap_or_else(|e| e)
+        .unwrap_or_else(|e| *e)
 }
 
 fn answer_report(
@@ -220,7 +230,7 @@ fn answer_report(
     account: &str,
     headers: &HeaderMap,
     body: &Value,
-) -> Result<Value, Response> {
+) -> Result<Value, Box<Response>> {
     admit(calls, account, headers)?;
     let start = parse_time(body, "reportStart")?;
     let end = parse_time(body, "reportEnd")?;
@@ -283,7 +293,7 @@ async fn detail(
     });
     outcome
         .map(|json| Json(json).into_response())
-        .unwrap_or_else(|e| e)
+        .unwrap_or_else(|e| *e)
 }
 
 async fn recording(State(calls): Shared, Query(query): Query<HashMap<String, String>>) -> Response {

@@ -56,8 +56,8 @@ async fn secrets_are_sealed_bound_to_their_row_and_need_their_key() {
     client
         .execute(
             "INSERT INTO core.organization_credentials
-               (org_id, kind, label, key_id, nonce, ciphertext)
-             SELECT $2, kind, label, key_id, nonce, ciphertext
+               (org_id, kind, label, public_id, key_id, nonce, ciphertext)
+             SELECT $2, kind, label, public_id, key_id, nonce, ciphertext
              FROM core.organization_credentials WHERE org_id = $1",
             &[&acme, &other],
         )

@@ -15,3 +15,20 @@ pub fn client(timeout: Duration) -> reqwest::Client {
         .build()
         .expect("the TLS backend is compiled in")
 }
+
+/// A reqwest error with its causes (reqwest's own message leaves them out, and they are what
+/// says "connection refused" or "certificate expired"); "timed out" for a timeout. The URL is
+/// left out: callers name it, with any signed query cut off.
+pub fn describe_error(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        return "timed out".to_owned();
+    }
+    let mut message = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}

@@ -59,31 +59,12 @@ pub fn probe(bytes: &[u8], extension: Option<&str>) -> Result<AudioFacts, String
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A WAV file of `seconds` of silence, `channels` channels at 8 kHz, 16-bit.
-    fn wav(seconds: u32, channels: u16) -> Vec<u8> {
-        let rate = 8000u32;
-        let data_len = seconds * rate * u32::from(channels) * 2;
-        let mut out = Vec::new();
-        out.extend_from_slice(b"RIFF");
-        out.extend_from_slice(&(36 + data_len).to_le_bytes());
-        out.extend_from_slice(b"WAVEfmt ");
-        out.extend_from_slice(&16u32.to_le_bytes());
-        out.extend_from_slice(&1u16.to_le_bytes());
-        out.extend_from_slice(&channels.to_le_bytes());
-        out.extend_from_slice(&rate.to_le_bytes());
-        out.extend_from_slice(&(rate * u32::from(channels) * 2).to_le_bytes());
-        out.extend_from_slice(&(channels * 2).to_le_bytes());
-        out.extend_from_slice(&16u16.to_le_bytes());
-        out.extend_from_slice(b"data");
-        out.extend_from_slice(&data_len.to_le_bytes());
-        out.resize(out.len() + data_len as usize, 0);
-        out
-    }
+    use callscript_testkit::wav_bytes;
 
     #[test]
     fn reads_length_channels_and_rate() {
-        let facts = probe(&wav(3, 2), Some("wav")).unwrap();
+        let three_seconds_stereo = wav_bytes(8000, 2, &vec![0; 3 * 8000 * 2]);
+        let facts = probe(&three_seconds_stereo, Some("wav")).unwrap();
         assert_eq!(
             facts,
             AudioFacts {

@@ -27,6 +27,7 @@ use futures_util::StreamExt;
 use tokio::sync::watch;
 use uuid::Uuid;
 
+use crate::http::describe_error;
 use crate::probe::probe;
 use crate::upload::AudioContainer;
 
@@ -317,7 +318,7 @@ async fn download(
         .get(url)
         .send()
         .await
-        .map_err(|e| DownloadError::Transient(describe(&e)))?;
+        .map_err(|e| DownloadError::Transient(describe_error(&e.without_url())))?;
     let status = response.status();
     if matches!(status.as_u16(), 404 | 410) {
         return Err(DownloadError::Gone(status.as_u16()));
@@ -337,7 +338,8 @@ async fn download(
     );
     let mut chunks = response.bytes_stream();
     while let Some(chunk) = chunks.next().await {
-        let chunk = chunk.map_err(|e| DownloadError::Transient(describe(&e)))?;
+        let chunk =
+            chunk.map_err(|e| DownloadError::Transient(describe_error(&e.without_url())))?;
         if (body.len() + chunk.len()) as u64 > max_bytes {
             return Err(DownloadError::TooLarge { limit: max_bytes });
         }
@@ -347,22 +349,6 @@ async fn download(
         return Err(DownloadError::Transient("the response was empty".into()));
     }
     Ok(body.freeze())
-}
-
-/// A reqwest error with its causes, which its own message leaves out.
-fn describe(e: &reqwest::Error) -> String {
-    let mut message = if e.is_timeout() {
-        "timed out".to_owned()
-    } else {
-        e.to_string()
-    };
-    let mut source = std::error::Error::source(e);
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
 }
 
 /// The URL without its query, which holds the access key of signed links (Ringba's `k`, S3's

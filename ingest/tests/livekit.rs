@@ -9,7 +9,7 @@ use base64::Engine as _;
 use callscript_core::credentials::{self, CredentialKey, CredentialSpec, Secret};
 use callscript_core::model::{CallState, Source};
 use callscript_core::queue::{self, Call};
-use callscript_core::storage::{self, sha256_hex, ObjectStore};
+use callscript_core::storage::{sha256_hex, ObjectStore};
 use callscript_ingest::livekit::token::{self, Claims};
 use callscript_ingest::livekit::{router, LiveKitIngest, WEBHOOK_PATH};
 use callscript_testkit::s3::TestS3Server;
@@ -45,8 +45,7 @@ impl Lane {
     async fn start() -> Self {
         let db = TestDatabase::new(4).await;
         let s3 = TestS3Server::start().await;
-        let store = storage::open("s3://recordings", s3.settings()).unwrap();
-        store.prepare().await.unwrap();
+        let store = s3.store().await;
         let key = CredentialKey::from_base64(
             &base64::engine::general_purpose::STANDARD.encode([7u8; 32]),
         )

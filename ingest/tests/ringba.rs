@@ -2,13 +2,12 @@
 //! then the vault against a real S3 server: pagination, idempotent backfills, 429 and 5xx
 //! retries, live calls and unpublished recording links looked at again, refreshes.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use callscript_core::credentials::{self, CredentialKey, CredentialSpec, Secret};
 use callscript_core::cursors;
 use callscript_core::model::Source;
-use callscript_core::storage::{sha256_hex, ObjectStore, S3Store};
+use callscript_core::storage::sha256_hex;
 use callscript_ingest::ringba::{
     backfill, poll, PollConfig, RetryPolicy, RingbaClient, RingbaError, RingbaLane,
 };
@@ -403,9 +402,7 @@ async fn stored_credentials_drive_the_lane_and_the_vault_stores_the_recordings()
         .await
         .unwrap();
     let s3 = TestS3Server::start().await;
-    let store: Arc<dyn ObjectStore> =
-        Arc::new(S3Store::new("recordings", "", s3.settings()).unwrap());
-    store.prepare().await.unwrap();
+    let store = s3.store().await;
     let vault = VaultLane {
         pool: db.pool.clone(),
         database_url: db.url.clone(),

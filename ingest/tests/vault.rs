@@ -1,12 +1,10 @@
 //! The vault's failure paths against the real Postgres and S3: each call fails alone, with the
 //! right retry decision and a message naming what was wrong.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use callscript_core::model::Source;
 use callscript_core::queue::{self, NewCall};
-use callscript_core::storage::{ObjectStore, S3Store};
 use callscript_ingest::vault::{VaultConfig, VaultLane};
 use callscript_testkit::s3::TestS3Server;
 use callscript_testkit::vendors::ringba::FakeRingba;
@@ -45,9 +43,7 @@ async fn each_bad_recording_fails_alone_with_its_reason() {
     }
 
     let s3 = TestS3Server::start().await;
-    let store: Arc<dyn ObjectStore> =
-        Arc::new(S3Store::new("recordings", "", s3.settings()).unwrap());
-    store.prepare().await.unwrap();
+    let store = s3.store().await;
     let vault = VaultLane {
         pool: db.pool.clone(),
         database_url: db.url.clone(),

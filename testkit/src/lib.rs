@@ -146,6 +146,29 @@ pub async fn insert_downloaded_calls(
         .expect("insert calls");
 }
 
+/// A 16-bit PCM WAV file of the given interleaved samples.
+pub fn wav_bytes(sample_rate: u32, channels: u16, interleaved: &[i16]) -> Vec<u8> {
+    let data_len = u32::try_from(interleaved.len() * 2).unwrap();
+    let block_align = channels * 2;
+    let mut bytes = Vec::with_capacity(44 + interleaved.len() * 2);
+    bytes.extend_from_slice(b"RIFF");
+    bytes.extend_from_slice(&(36 + data_len).to_le_bytes());
+    bytes.extend_from_slice(b"WAVEfmt ");
+    bytes.extend_from_slice(&16u32.to_le_bytes());
+    bytes.extend_from_slice(&1u16.to_le_bytes());
+    bytes.extend_from_slice(&channels.to_le_bytes());
+    bytes.extend_from_slice(&sample_rate.to_le_bytes());
+    bytes.extend_from_slice(&(sample_rate * u32::from(block_align)).to_le_bytes());
+    bytes.extend_from_slice(&block_align.to_le_bytes());
+    bytes.extend_from_slice(&16u16.to_le_bytes());
+    bytes.extend_from_slice(b"data");
+    bytes.extend_from_slice(&data_len.to_le_bytes());
+    for sample in interleaved {
+        bytes.extend_from_slice(&sample.to_le_bytes());
+    }
+    bytes
+}
+
 #[cfg(test)]
 mod tests {
     use super::with_database;

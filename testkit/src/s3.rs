@@ -63,6 +63,14 @@ impl TestS3Server {
         }
     }
 
+    /// A store on this server's bucket `recordings`, created.
+    pub async fn store(&self) -> std::sync::Arc<dyn callscript_core::storage::ObjectStore> {
+        let store = callscript_core::storage::open("s3://recordings", self.settings())
+            .expect("a store for the test S3 server");
+        store.prepare().await.expect("create the test bucket");
+        store
+    }
+
     /// Settings that reach this server with its credentials.
     pub fn settings(&self) -> callscript_core::storage::S3Settings {
         callscript_core::storage::S3Settings {

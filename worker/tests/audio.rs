@@ -11,8 +11,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use callscript_testkit::wav_bytes;
 use callscript_worker::audio::{decode, AudioError, AudioLimits, DecodedAudio, TARGET_SAMPLE_RATE};
-use common::{audio_fixture, ffmpeg, ffmpeg_decode_16k_mono, read, wav_bytes};
+use common::{audio_fixture, ffmpeg, ffmpeg_decode_16k_mono, read};
 
 mod common;
 

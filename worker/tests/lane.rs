@@ -9,7 +9,7 @@ use bytes::Bytes;
 use callscript_core::metrics::Registry;
 use callscript_core::model::{CallState, Source, SpeakerRole};
 use callscript_core::queue::{self, NewCall};
-use callscript_core::storage::{ObjectStore, S3Store};
+use callscript_core::storage::ObjectStore;
 use callscript_core::transcripts;
 use callscript_testkit::s3::TestS3Server;
 use callscript_testkit::{create_org, TestDatabase};
@@ -35,9 +35,7 @@ struct Setup {
 async fn setup() -> Setup {
     let db = TestDatabase::new(8).await;
     let s3 = TestS3Server::start().await;
-    let store: Arc<dyn ObjectStore> =
-        Arc::new(S3Store::new("recordings", "", s3.settings()).unwrap());
-    store.prepare().await.unwrap();
+    let store = s3.store().await;
     let org = create_org(&**db.client().await, "acme").await;
     Setup {
         db,
@@ -350,7 +348,7 @@ async fn a_result_whose_lease_was_rescued_is_dropped_whole() {
         .call(
             "long",
             "c/long.wav",
-            Some(common::wav_bytes(16_000, 1, &long)),
+            Some(callscript_testkit::wav_bytes(16_000, 1, &long)),
             0,
         )
         .await;

@@ -18,6 +18,7 @@ use uuid::Uuid;
 use super::egress::{record_egress, EgressInfo};
 use super::token::{self, Claims};
 use super::{LiveKitError, LiveKitIngest, CREDENTIAL_KIND};
+use crate::http::describe_error;
 
 /// How long a ListEgress access token is valid.
 const ACCESS_TOKEN_VALIDITY: Duration = Duration::from_secs(10 * 60);
@@ -211,7 +212,7 @@ impl LiveKitIngest {
     ) -> Result<ListEgressResponse, LiveKitError> {
         let http_error = |e: reqwest::Error| LiveKitError::Http {
             url: url.to_owned(),
-            reason: e.without_url().to_string(),
+            reason: describe_error(&e.without_url()),
         };
         let response = self
             .http

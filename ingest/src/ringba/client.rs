@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 
 use super::bucket::{TokenBucket, CALL_DETAILS, REPORTING};
 use super::RingbaError;
+use crate::http::describe_error;
 
 /// Ringba's API base URL, used when a credential names none.
 pub const DEFAULT_ENDPOINT: &str = "https://api.ringba.com/v2";
@@ -179,7 +180,7 @@ impl RingbaClient {
             let response = match sent {
                 Ok(response) => response,
                 Err(e) => {
-                    last_failure = transport_error(&e);
+                    last_failure = describe_error(&e);
                     self.back_off(attempt, None).await;
                     continue;
                 }
@@ -188,7 +189,7 @@ impl RingbaClient {
             if status.is_success() {
                 let text = response.text().await.map_err(|e| RingbaError::Malformed {
                     url: url.clone(),
-                    reason: transport_error(&e),
+                    reason: describe_error(&e),
                 })?;
                 let value: Value =
                     serde_json::from_str(&text).map_err(|e| RingbaError::Malformed {
@@ -275,18 +276,6 @@ async fn acquire(bucket: &Mutex<TokenBucket>) {
         };
         tokio::time::sleep(wait).await;
     }
-}
-
-/// A transport error with its causes (reqwest's own message omits them).
-fn transport_error(e: &reqwest::Error) -> String {
-    let mut message = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
 }
 
 /// The start of a response body, for error messages.

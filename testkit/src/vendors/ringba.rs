@@ -211,18 +211,22 @@ async fn report(
 ) -> Response {
     let mut calls = calls.lock().expect("fake Ringba state");
     let outcome = answer_report(&mut calls, &account, &headers, &body);
-    let status = match &outcome {
-        Ok(_) => 200,
-        Err(response) => response.status().as_u16(),
-    };
-    calls.report_requests.push(SeenRequest {
+    logged(&mut calls.report_requests, body, outcome)
+}
+
+/// Notes the request with the status it gets, and answers it.
+fn logged(
+    log: &mut Vec<SeenRequest>,
+    body: Value,
+    outcome: Result<Value, Box<Response>>,
+) -> Response {
+    let response = outcome.map_or_else(|e| *e, |json| Json(json).into_response());
+    log.push(SeenRequest {
         at: std::time::Instant::now(),
         body,
-        status,
+        status: response.status().as_u16(),
     });
-    outcome
-        .map(|json| Json(json).into_response())
-        .unwrap_or_else(|e| *e)
+    response
 }
 
 fn answer_report(
@@ -282,18 +286,7 @@ async fn detail(
             "report": {"records": records},
         })
     });
-    let status = match &outcome {
-        Ok(_) => 200,
-        Err(response) => response.status().as_u16(),
-    };
-    calls.detail_requests.push(SeenRequest {
-        at: std::time::Instant::now(),
-        body,
-        status,
-    });
-    outcome
-        .map(|json| Json(json).into_response())
-        .unwrap_or_else(|e| *e)
+    logged(&mut calls.detail_requests, body, outcome)
 }
 
 async fn recording(State(calls): Shared, Query(query): Query<HashMap<String, String>>) -> Response {

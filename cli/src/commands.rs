@@ -65,6 +65,12 @@ enum Command {
     Backfill(crate::ingest::BackfillCommand),
     /// Run the vault lane: download pending calls' recordings into the object store.
     Vault(crate::ingest::VaultArgs),
+    /// Run the judge lane: evaluate the rulebook over transcribed calls, store flags with
+    /// evidence, redact card numbers, move calls to `judged`.
+    Judge(crate::judge::JudgeArgs),
+    /// Check rulebooks (`rules check FILE`) or print the default one (`rules default`).
+    #[command(subcommand)]
+    Rules(crate::judge::RulesCommand),
     /// Look at and operate the call queue.
     #[command(subcommand)]
     Queue(QueueCommand),
@@ -194,6 +200,8 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Ingest(command) => crate::ingest::ingest(&settings, command).await,
         Command::Backfill(command) => crate::ingest::backfill(&settings, command).await,
         Command::Vault(args) => crate::ingest::vault(&settings, args).await,
+        Command::Judge(args) => crate::judge::judge(&settings, args).await,
+        Command::Rules(command) => crate::judge::rules(command),
         Command::Transcribe(args) => crate::transcribe::run(args),
         Command::Bench(command) => crate::bench::run(&settings, command).await,
     }

@@ -5,6 +5,7 @@ mod bench;
 mod commands;
 mod doctor;
 mod ingest;
+mod judge;
 mod transcribe;
 mod worker;
 

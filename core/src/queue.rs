@@ -680,6 +680,27 @@ pub async fn requeue_failed(
         .await?)
 }
 
+/// Sends the calls `lane` finished (its done state) back to its ready state, to be done again:
+/// re-judging with a new rulebook. Only calls no later lane has claimed are sent back.
+pub async fn redo(
+    client: &impl GenericClient,
+    lane: Lane,
+    org_id: Option<Uuid>,
+) -> Result<u64, QueueError> {
+    Ok(client
+        .execute(
+            &format!(
+                "UPDATE core.calls SET state = '{ready}', attempts = 0, run_after = now(),
+                   queued_at = now(), aged_at = NULL, last_error = NULL
+                 WHERE state = '{done}' AND ($1::uuid IS NULL OR org_id = $1)",
+                ready = lane.ready_state().as_str(),
+                done = lane.done_state().as_str(),
+            ),
+            &[&org_id],
+        )
+        .await?)
+}
+
 /// How many calls an org has in a state; `retrying` counts those waiting out a backoff.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StateCount {

@@ -1,0 +1,210 @@
+//! The judge lane: claims `transcribed` calls, evaluates the rulebook over each transcript,
+//! redacts payment-card numbers in the stored transcript, writes the flags and moves the call to
+//! `judged`, all in one transaction that starts with the fenced `complete`: a judge whose lease
+//! was rescued writes nothing.
+//!
+//! Findings are computed on the transcript as transcribed (the card rule must see the digits),
+//! then the stored text is redacted; evidence never holds more than a card's last four digits.
+
+use std::time::Duration;
+
+use callscript_core::db::{DatabaseUrl, DbError, Pool};
+use callscript_core::model::Lane;
+use callscript_core::queue::{
+    self, ClaimRequest, Claimed, Failed, QueueError, QueueListener, Retry,
+};
+use callscript_core::transcripts;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::flags::replace_machine_flags;
+use crate::{redact_payment_cards, Rulebook};
+
+#[derive(Debug, Clone)]
+pub struct JudgeConfig {
+    /// Who holds the leases (shown in the queue).
+    pub worker: String,
+    pub batch_size: i64,
+    pub lease_for: Duration,
+    /// Only this organization's calls.
+    pub org_id: Option<Uuid>,
+    /// How often an idle lane looks for work when notifications are missed.
+    pub poll_interval: Duration,
+}
+
+impl Default for JudgeConfig {
+    fn default() -> Self {
+        Self {
+            worker: format!("judge-{}", std::process::id()),
+            batch_size: 32,
+            lease_for: Duration::from_secs(60),
+            org_id: None,
+            poll_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JudgeReport {
+    pub judged: usize,
+    /// Calls with at least one flag written now.
+    pub flagged: usize,
+    pub flags: usize,
+    /// Card numbers redacted in stored transcripts.
+    pub redacted: usize,
+    pub failed: usize,
+    /// Leases rescued while judging: nothing was written.
+    pub lost: usize,
+}
+
+impl JudgeReport {
+    fn add(&mut self, other: &JudgeReport) {
+        self.judged += other.judged;
+        self.flagged += other.flagged;
+        self.flags += other.flags;
+        self.redacted += other.redacted;
+        self.failed += other.failed;
+        self.lost += other.lost;
+    }
+}
+
+pub struct JudgeLane {
+    pub pool: Pool,
+    pub database_url: DatabaseUrl,
+    pub rulebook: Rulebook,
+    pub config: JudgeConfig,
+}
+
+impl JudgeLane {
+    /// Runs until `stop` turns true (after the batch in hand), or with `until_idle`, until no
+    /// call is ready.
+    pub async fn run(
+        &self,
+        until_idle: bool,
+        mut stop: watch::Receiver<bool>,
+    ) -> Result<JudgeReport, QueueError> {
+        let mut listener = match QueueListener::connect(&self.database_url).await {
+            Ok(listener) => Some(listener),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot LISTEN for new calls; polling instead");
+                None
+            }
+        };
+        let mut report = JudgeReport::default();
+        while !*stop.borrow() {
+            if let Some(batch) = self.run_batch().await? {
+                report.add(&batch);
+                continue;
+            }
+            if until_idle {
+                break;
+            }
+            tokio::select! {
+                () = queue::wait_for_work(&mut listener, Lane::Judge, self.config.poll_interval) => {}
+                _ = stop.changed() => {}
+            }
+        }
+        Ok(report)
+    }
+
+    /// Claims one batch and judges it; `None` when nothing was ready.
+    pub async fn run_batch(&self) -> Result<Option<JudgeReport>, QueueError> {
+        let claimed = {
+            let client = self.pool.get().await?;
+            queue::claim(
+                &**client,
+                &ClaimRequest {
+                    lane: Lane::Judge,
+                    worker: &self.config.worker,
+                    batch_size: self.config.batch_size,
+                    lease_for: self.config.lease_for,
+                    org_id: self.config.org_id,
+                },
+            )
+            .await?
+        };
+        if claimed.is_empty() {
+            return Ok(None);
+        }
+        let mut report = JudgeReport::default();
+        for claimed in claimed {
+            let lease = claimed.lease.clone();
+            match self.judge_one(&claimed).await {
+                Ok(Some(judged)) => report.add(&judged),
+                Ok(None) => report.lost += 1,
+                Err(e) => {
+                    // The call alone fails; the batch goes on.
+                    let error = format!("judging: {e}");
+                    tracing::warn!(call = %lease.call_id, "{error}");
+                    // Without a transcript there is nothing to judge however often it is tried.
+                    let retry = match e {
+                        JudgeError::NoTranscript => Retry::Never,
+                        _ => Retry::WithBackoff,
+                    };
+                    let client = self.pool.get().await?;
+                    match queue::fail(&**client, &lease, &error, retry).await {
+                        Ok(Failed::WillRetry { .. } | Failed::DeadLettered) => report.failed += 1,
+                        Err(QueueError::LeaseLost { .. }) => report.lost += 1,
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+        }
+        Ok(Some(report))
+    }
+
+    /// Judges one call in one transaction; `None` when its lease was lost.
+    async fn judge_one(&self, claimed: &Claimed) -> Result<Option<JudgeReport>, JudgeError> {
+        let call = &claimed.call;
+        let mut client = self.pool.get().await.map_err(DbError::from)?;
+        let transaction = client.transaction().await.map_err(DbError::from)?;
+        match queue::complete(&*transaction, &claimed.lease).await {
+            Err(QueueError::LeaseLost { .. }) => return Ok(None),
+            other => other?,
+        }
+        let mut transcript = transcripts::load(&*transaction, call.id)
+            .await?
+            .ok_or(JudgeError::NoTranscript)?;
+        let findings = self
+            .rulebook
+            .evaluate(&transcript.segments, call.duration_ms);
+        let redacted = redact_payment_cards(&mut transcript.segments);
+        if redacted > 0 {
+            // The worker stores a transcript's text as its segments' texts joined by spaces.
+            transcript.text = transcript
+                .segments
+                .iter()
+                .map(|s| s.text.as_str())
+                .collect::<Vec<_>>()
+                .join(" ");
+            transcripts::save(&*transaction, &transcript).await?;
+        }
+        let counts = replace_machine_flags(
+            &*transaction,
+            call.id,
+            call.org_id,
+            &self.rulebook.reference(),
+            &findings,
+        )
+        .await?;
+        transaction.commit().await.map_err(DbError::from)?;
+        Ok(Some(JudgeReport {
+            judged: 1,
+            flagged: usize::from(counts.written > 0),
+            flags: counts.written,
+            redacted,
+            ..JudgeReport::default()
+        }))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum JudgeError {
+    #[error("the call has no stored transcript")]
+    NoTranscript,
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}

@@ -1,0 +1,121 @@
+//! The judge's rule engine: a transcript and a rulebook in, QA findings out.
+//!
+//! - [`rulebook`]: the TOML rulebook (per organization or campaign, versioned), parsed and
+//!   checked with every problem reported at its line and column; [`DEFAULT_RULEBOOK`] ships
+//!   compiled in.
+//! - [`normalize`]: transcript text → the words rules see (lower case, no punctuation,
+//!   contractions expanded, number words as digits), each knowing where it was said.
+//! - [`matcher`]: fuzzy phrase search over those words, so ASR errors ("this col maybe
+//!   recorded") do not hide what was said.
+//! - [`transcript`]: the segments as parties' utterances, and the card and social security
+//!   numbers spoken in them.
+//! - `rules`: each rule kind's check ([`Rulebook::evaluate`]), producing [`Finding`]s with
+//!   their evidence.
+//! - `redact`: payment-card numbers out of stored transcript text ([`redact_payment_cards`]).
+//!
+//! - [`lane`] and [`flags`]: the judge lane around the engine: transcribed calls claimed,
+//!   judged, redacted and flagged in one fenced transaction; machine flags replaced on
+//!   re-judging, reviewed ones kept.
+//!
+//! The engine is pure: no database, no network, no environment, no printing; only `lane` and
+//! `flags` touch Postgres.
+
+pub mod flags;
+pub mod lane;
+pub mod matcher;
+pub mod normalize;
+mod redact;
+pub mod rulebook;
+mod rules;
+pub mod transcript;
+
+use std::fmt;
+
+pub use callscript_core::model::SpeakerRole;
+pub use redact::redact_payment_cards;
+pub use rulebook::{Issue, Party, Rule, RuleKind, Rulebook, RulebookError, DEFAULT_RULEBOOK};
+
+/// What a finding is about (`core.flag_category`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Category {
+    Compliance,
+    Quality,
+    Fraud,
+}
+
+impl Category {
+    pub const ALL: &'static [Category] =
+        &[Category::Compliance, Category::Quality, Category::Fraud];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Category::Compliance => "compliance",
+            Category::Quality => "quality",
+            Category::Fraud => "fraud",
+        }
+    }
+}
+
+impl fmt::Display for Category {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How bad a finding is (`core.flag_severity`), ordered from `Info` to `Critical`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Severity {
+    Info,
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl Severity {
+    pub const ALL: &'static [Severity] = &[
+        Severity::Info,
+        Severity::Low,
+        Severity::Medium,
+        Severity::High,
+        Severity::Critical,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One rule's hit on one call: what a `core.qa_flags` row holds besides the call and reviews.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finding {
+    pub rule_id: String,
+    pub category: Category,
+    pub severity: Severity,
+    /// The words as said (card and social security numbers cut to their last four digits),
+    /// or for what is missing or measured, what it was ("no \"…\" by the agent in the first
+    /// 30 s", "no speech for 42 s").
+    pub evidence: String,
+    /// Times of the segments holding the evidence (segments carry no word times), or of the
+    /// stretch of the call a missing phrase or a measure is about.
+    pub start_ms: Option<i32>,
+    pub end_ms: Option<i32>,
+    /// The speaker who said it; `None` for findings about the call as a whole.
+    pub speaker: Option<String>,
+    pub role: Option<SpeakerRole>,
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,307 @@
+//! The judge lane against the real Postgres: transcribed calls become judged with their flags
+//! and evidence, card numbers leave the stored transcript, and re-judging keeps what reviewers
+//! did.
+
+use callscript_core::model::SpeakerRole;
+use callscript_core::queue;
+use callscript_core::transcripts::{self, SegmentRecord, TranscriptRecord};
+use callscript_judge::lane::{JudgeConfig, JudgeLane};
+use callscript_judge::Rulebook;
+use callscript_testkit::{create_org, downloaded_call, TestDatabase};
+use chrono::Utc;
+use tokio_postgres::GenericClient;
+use uuid::Uuid;
+
+fn segment(start_s: f64, end_s: f64, role: SpeakerRole, text: &str) -> SegmentRecord {
+    let channel = match role {
+        SpeakerRole::Agent => 0,
+        _ => 1,
+    };
+    SegmentRecord {
+        start_ms: (start_s * 1000.0) as i32,
+        end_ms: (end_s * 1000.0) as i32,
+        speaker: Some(format!("SPEAKER_{channel:02}")),
+        channel: Some(channel),
+        role: Some(role),
+        text: text.to_owned(),
+        avg_logprob: Some(-0.2),
+        no_speech_prob: Some(0.01),
+    }
+}
+
+/// A call in `transcribed` with `segments` as its transcript.
+async fn transcribed_call(
+    client: &impl GenericClient,
+    org: Uuid,
+    id: &str,
+    segments: Vec<SegmentRecord>,
+) -> Uuid {
+    let mut call = downloaded_call(org, id, Utc::now());
+    call.duration_ms = segments.last().map(|s| s.end_ms + 1000);
+    let call_id = queue::enqueue(client, &call).await.unwrap().call_id;
+    client
+        .execute(
+            "UPDATE core.calls SET state = 'transcribed' WHERE id = $1",
+            &[&call_id],
+        )
+        .await
+        .unwrap();
+    let text = segments
+        .iter()
+        .map(|s| s.text.as_str())
+        .collect::<Vec<_>>()
+        .join(" ");
+    transcripts::save(
+        client,
+        &TranscriptRecord {
+            call_id,
+            org_id: org,
+            model: "whisper-tiny.en".into(),
+            language: Some("en".into()),
+            word_count: text.split_whitespace().count() as i32,
+            text,
+            avg_logprob: Some(-0.2),
+            segments,
+        },
+    )
+    .await
+    .unwrap();
+    call_id
+}
+
+fn lane(db: &TestDatabase) -> JudgeLane {
+    JudgeLane {
+        pool: db.pool.clone(),
+        database_url: db.url.clone(),
+        rulebook: Rulebook::default_rulebook(),
+        config: JudgeConfig::default(),
+    }
+}
+
+async fn flags(
+    client: &impl GenericClient,
+    call: Uuid,
+) -> Vec<(String, String, Option<i32>, String)> {
+    client
+        .query(
+            "SELECT rule_id, review_status::text, start_ms, evidence_text FROM core.qa_flags
+             WHERE call_id = $1 ORDER BY rule_id, start_ms",
+            &[&call],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect()
+}
+
+fn rule_ids(flags: &[(String, String, Option<i32>, String)]) -> Vec<&str> {
+    flags.iter().map(|f| f.0.as_str()).collect()
+}
+
+#[tokio::test]
+async fn flags_with_evidence_redaction_and_a_clean_call() {
+    let db = TestDatabase::new(4).await;
+    let client = db.client().await;
+    let org = create_org(&**client, "acme").await;
+    use SpeakerRole::{Agent, Customer};
+    let bad = transcribed_call(
+        &**client,
+        org,
+        "bad",
+        vec![
+            segment(
+                0.0,
+                4.0,
+                Agent,
+                "Hi, this is Sam from Acme Insurance, how are you today?",
+            ),
+            segment(
+                5.0,
+                9.0,
+                Customer,
+                "Fine. My card number is four one one one one one one one",
+            ),
+            segment(
+                9.5,
+                13.0,
+                Customer,
+                "one one one one one one one one, expiry next May.",
+            ),
+            segment(
+                14.0,
+                18.0,
+                Agent,
+                "Great, and with us you get guaranteed approval.",
+            ),
+            segment(
+                19.0,
+                23.0,
+                Customer,
+                "Actually, please put me on your do not call list.",
+            ),
+        ],
+    )
+    .await;
+    let clean = transcribed_call(
+        &**client,
+        org,
+        "clean",
+        vec![
+            segment(
+                0.0,
+                5.0,
+                Agent,
+                "Hello, this call may be recorded for quality and training.",
+            ),
+            segment(6.0, 9.0, Customer, "Sure, I would like a quote for my car."),
+        ],
+    )
+    .await;
+
+    let report = lane(&db).run_batch().await.unwrap().unwrap();
+    assert_eq!(
+        (report.judged, report.flagged, report.redacted),
+        (2, 1, 1),
+        "{report:?}"
+    );
+    let stored = flags(&**client, bad).await;
+    assert_eq!(
+        rule_ids(&stored),
+        [
+            "do-not-call-request",
+            "payment-card-spoken",
+            "prohibited-claim-approval",
+            "recording-disclosure-missing",
+        ],
+        "{stored:?}"
+    );
+    let card = &stored[1];
+    assert_eq!(card.2, Some(5_000));
+    assert!(card.3.contains("1111"), "{card:?}");
+    assert!(
+        !card.3.contains("4111"),
+        "evidence keeps only the last 4: {card:?}"
+    );
+    let claim = &stored[2];
+    assert_eq!(claim.2, Some(14_000));
+    assert!(claim.3.contains("guaranteed approval"), "{claim:?}");
+    assert!(flags(&**client, clean).await.is_empty());
+
+    // The stored transcript no longer holds the card number, in segments or text.
+    let transcript = transcripts::load(&**client, bad).await.unwrap().unwrap();
+    let all = format!(
+        "{} {}",
+        transcript.text,
+        transcript
+            .segments
+            .iter()
+            .map(|s| s.text.as_str())
+            .collect::<String>()
+    );
+    assert!(!all.contains("four one one one one one"), "{all}");
+    assert!(all.contains("1111"), "{all}");
+    let states = client
+        .query(
+            "SELECT external_id, state::text, flagged FROM core.calls ORDER BY external_id",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(states[0].get::<_, &str>(1), "judged");
+    assert_eq!(states[0].get::<_, Option<bool>>(2), Some(true));
+    assert_eq!(states[1].get::<_, Option<bool>>(2), Some(false));
+}
+
+#[tokio::test]
+async fn rejudging_replaces_machine_flags_and_keeps_reviews() {
+    let db = TestDatabase::new(4).await;
+    let client = db.client().await;
+    let org = create_org(&**client, "acme").await;
+    let call = transcribed_call(
+        &**client,
+        org,
+        "call",
+        vec![
+            segment(
+                0.0,
+                4.0,
+                SpeakerRole::Agent,
+                "Hi, it's Sam. There is no risk at all.",
+            ),
+            segment(5.0, 9.0, SpeakerRole::Customer, "Stop calling me."),
+        ],
+    )
+    .await;
+    lane(&db).run_batch().await.unwrap().unwrap();
+    let first = flags(&**client, call).await;
+    assert_eq!(
+        rule_ids(&first),
+        [
+            "do-not-call-request",
+            "prohibited-claim-risk",
+            "recording-disclosure-missing"
+        ]
+    );
+    // A reviewer dismisses the disclosure flag with a note.
+    client
+        .execute(
+            "UPDATE core.qa_flags SET review_status = 'dismissed', note = 'disclosed by IVR'
+             WHERE call_id = $1 AND rule_id = 'recording-disclosure-missing'",
+            &[&call],
+        )
+        .await
+        .unwrap();
+
+    // A new rulebook version without the risk rule; the call is judged again.
+    let text = callscript_judge::DEFAULT_RULEBOOK.replace(
+        "id = \"prohibited-claim-risk\"",
+        "id = \"prohibited-claim-risk-v2\"",
+    );
+    let text = text.replacen("version = ", "version = \"2\"\n# was: ", 1);
+    let rulebook = Rulebook::parse(&text).unwrap();
+    assert_ne!(
+        rulebook.reference(),
+        Rulebook::default_rulebook().reference()
+    );
+    let sent = queue::redo(&**client, callscript_core::model::Lane::Judge, Some(org))
+        .await
+        .unwrap();
+    assert_eq!(sent, 1);
+    let again = JudgeLane {
+        rulebook,
+        ..lane(&db)
+    };
+    again.run_batch().await.unwrap().unwrap();
+    let second = flags(&**client, call).await;
+    assert_eq!(
+        rule_ids(&second),
+        [
+            "do-not-call-request",
+            "prohibited-claim-risk-v2",
+            "recording-disclosure-missing"
+        ],
+        "the old machine flag is gone, the reviewed one kept once: {second:?}"
+    );
+    let reviewed = &second[2];
+    assert_eq!(reviewed.1, "dismissed");
+    let note: String = client
+        .query_one(
+            "SELECT note FROM core.qa_flags WHERE call_id = $1 AND rule_id = $2",
+            &[&call, &"recording-disclosure-missing"],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(note, "disclosed by IVR");
+    // Idempotent: judging again with the same rulebook changes nothing.
+    queue::redo(&**client, callscript_core::model::Lane::Judge, Some(org))
+        .await
+        .unwrap();
+    let same = JudgeLane {
+        rulebook: again.rulebook.clone(),
+        ..lane(&db)
+    };
+    same.run_batch().await.unwrap().unwrap();
+    assert_eq!(flags(&**client, call).await.len(), 3);
+}

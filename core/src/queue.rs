@@ -784,6 +784,17 @@ pub enum Wakeup {
 }
 
 impl QueueListener {
+    /// A listener, or `None` when LISTEN is not possible (logged): the lane then polls.
+    pub async fn connect_or_poll(url: &DatabaseUrl) -> Option<Self> {
+        match Self::connect(url).await {
+            Ok(listener) => Some(listener),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot LISTEN for new calls; polling instead");
+                None
+            }
+        }
+    }
+
     pub async fn connect(url: &DatabaseUrl) -> Result<Self, QueueError> {
         let (client, mut connection) = connect_one(url).await?;
         let (tx, notifications) = mpsc::unbounded_channel();
@@ -832,6 +843,40 @@ impl QueueListener {
             }
         }
     }
+}
+
+/// A lane's loop: runs `batch` (claim and work one batch; `None` when nothing was ready) and
+/// hands each result to `on_batch`, until `stop` turns true (after the batch in hand) or, with
+/// `until_idle`, until a batch finds nothing. Idle, it waits for the lane's ready state to get
+/// work (LISTEN, else a jittered poll every `poll_interval`).
+pub async fn run_batches<R, F, Fut>(
+    database_url: &DatabaseUrl,
+    lane: Lane,
+    poll_interval: Duration,
+    until_idle: bool,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    mut batch: F,
+    mut on_batch: impl FnMut(R),
+) -> Result<(), QueueError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<R>, QueueError>>,
+{
+    let mut listener = QueueListener::connect_or_poll(database_url).await;
+    while !*stop.borrow() {
+        if let Some(result) = batch().await? {
+            on_batch(result);
+            continue;
+        }
+        if until_idle {
+            break;
+        }
+        tokio::select! {
+            () = wait_for_work(&mut listener, lane, poll_interval) => {}
+            _ = stop.changed() => {}
+        }
+    }
+    Ok(())
 }
 
 /// Waits until `lane` may have work: a notification when listening, else a jittered poll.

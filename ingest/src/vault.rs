@@ -20,7 +20,7 @@ use bytes::{Bytes, BytesMut};
 use callscript_core::db::{DatabaseUrl, Pool};
 use callscript_core::model::Lane;
 use callscript_core::queue::{
-    self, ClaimRequest, Claimed, Failed, QueueError, QueueListener, Retry, StoredObject,
+    self, ClaimRequest, Claimed, Failed, QueueError, Retry, StoredObject,
 };
 use callscript_core::storage::ObjectStore;
 use futures_util::StreamExt;
@@ -118,30 +118,19 @@ impl VaultLane {
     pub async fn run(
         &self,
         until_idle: bool,
-        mut stop: watch::Receiver<bool>,
+        stop: watch::Receiver<bool>,
     ) -> Result<VaultReport, QueueError> {
-        let mut listener = match QueueListener::connect(&self.database_url).await {
-            Ok(listener) => Some(listener),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot LISTEN for new calls; polling instead");
-                None
-            }
-        };
         let mut report = VaultReport::default();
-        while !*stop.borrow() {
-            let batch = self.run_batch().await?;
-            if let Some(batch) = batch {
-                report.add(&batch);
-                continue;
-            }
-            if until_idle {
-                break;
-            }
-            tokio::select! {
-                () = queue::wait_for_work(&mut listener, Lane::Vault, self.config.poll_interval) => {}
-                _ = stop.changed() => {}
-            }
-        }
+        queue::run_batches(
+            &self.database_url,
+            Lane::Vault,
+            self.config.poll_interval,
+            until_idle,
+            stop,
+            || self.run_batch(),
+            |batch| report.add(&batch),
+        )
+        .await?;
         Ok(report)
     }
 

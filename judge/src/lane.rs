@@ -10,9 +10,7 @@ use std::time::Duration;
 
 use callscript_core::db::{DatabaseUrl, DbError, Pool};
 use callscript_core::model::Lane;
-use callscript_core::queue::{
-    self, ClaimRequest, Claimed, Failed, QueueError, QueueListener, Retry,
-};
+use callscript_core::queue::{self, ClaimRequest, Claimed, Failed, QueueError, Retry};
 use callscript_core::transcripts;
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -82,29 +80,19 @@ impl JudgeLane {
     pub async fn run(
         &self,
         until_idle: bool,
-        mut stop: watch::Receiver<bool>,
+        stop: watch::Receiver<bool>,
     ) -> Result<JudgeReport, QueueError> {
-        let mut listener = match QueueListener::connect(&self.database_url).await {
-            Ok(listener) => Some(listener),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot LISTEN for new calls; polling instead");
-                None
-            }
-        };
         let mut report = JudgeReport::default();
-        while !*stop.borrow() {
-            if let Some(batch) = self.run_batch().await? {
-                report.add(&batch);
-                continue;
-            }
-            if until_idle {
-                break;
-            }
-            tokio::select! {
-                () = queue::wait_for_work(&mut listener, Lane::Judge, self.config.poll_interval) => {}
-                _ = stop.changed() => {}
-            }
-        }
+        queue::run_batches(
+            &self.database_url,
+            Lane::Judge,
+            self.config.poll_interval,
+            until_idle,
+            stop,
+            || self.run_batch(),
+            |batch| report.add(&batch),
+        )
+        .await?;
         Ok(report)
     }
 

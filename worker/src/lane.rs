@@ -310,13 +310,7 @@ impl TranscribeLane {
             .config
             .gauges_every
             .map(|every| tokio::spawn(gauge_loop(shared.clone(), self.device.clone(), every)));
-        let listener = match QueueListener::connect(&self.database_url).await {
-            Ok(listener) => Some(listener),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot LISTEN for new calls; polling instead");
-                None
-            }
-        };
+        let listener = QueueListener::connect_or_poll(&self.database_url).await;
         let (batches_tx, mut batches) = mpsc::channel(1);
         let fetcher = tokio::spawn(fetch_loop(
             shared.clone(),

@@ -32,3 +32,13 @@ pub fn describe_error(e: &reqwest::Error) -> String {
     }
     message
 }
+
+/// The start of a response body, for error messages (an API's error text is useful; a whole
+/// HTML page is not).
+pub fn body_excerpt(text: &str) -> String {
+    let text = text.trim();
+    match text.char_indices().nth(300) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_owned(),
+    }
+}

@@ -18,7 +18,7 @@ use uuid::Uuid;
 use super::egress::{record_egress, EgressInfo};
 use super::token::{self, Claims};
 use super::{LiveKitError, LiveKitIngest, CREDENTIAL_KIND};
-use crate::http::describe_error;
+use crate::http::{body_excerpt, describe_error};
 
 /// How long a ListEgress access token is valid.
 const ACCESS_TOKEN_VALIDITY: Duration = Duration::from_secs(10 * 60);
@@ -231,7 +231,7 @@ impl LiveKitIngest {
             return Err(LiveKitError::HttpStatus {
                 url: url.to_owned(),
                 status: status.as_u16(),
-                body: text.chars().take(300).collect(),
+                body: body_excerpt(&text),
             });
         }
         serde_json::from_slice(&body).map_err(|e| LiveKitError::BadResponse {

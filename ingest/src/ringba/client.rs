@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 use super::bucket::{TokenBucket, CALL_DETAILS, REPORTING};
 use super::RingbaError;
-use crate::http::describe_error;
+use crate::http::{body_excerpt, describe_error};
 
 /// Ringba's API base URL, used when a credential names none.
 pub const DEFAULT_ENDPOINT: &str = "https://api.ringba.com/v2";
@@ -194,13 +194,13 @@ impl RingbaClient {
                 let value: Value =
                     serde_json::from_str(&text).map_err(|e| RingbaError::Malformed {
                         url: url.clone(),
-                        reason: format!("not JSON ({e}): {}", excerpt(&text)),
+                        reason: format!("not JSON ({e}): {}", body_excerpt(&text)),
                     })?;
                 if value["isSuccessful"] == json!(false) {
                     return Err(RingbaError::Rejected {
                         url,
                         status: status.as_u16(),
-                        body: excerpt(&text),
+                        body: body_excerpt(&text),
                     });
                 }
                 return Ok((url, value));
@@ -221,23 +221,23 @@ impl RingbaClient {
                 403 => {
                     return Err(RingbaError::Forbidden {
                         account: self.account_id.clone(),
-                        body: excerpt(&text),
+                        body: body_excerpt(&text),
                     })
                 }
                 429 => {
                     bucket.lock().expect("bucket").drain(Instant::now());
-                    last_failure = format!("HTTP 429 (rate limited): {}", excerpt(&text));
+                    last_failure = format!("HTTP 429 (rate limited): {}", body_excerpt(&text));
                     self.back_off(attempt, retry_after).await;
                 }
                 code if code >= 500 => {
-                    last_failure = format!("HTTP {code}: {}", excerpt(&text));
+                    last_failure = format!("HTTP {code}: {}", body_excerpt(&text));
                     self.back_off(attempt, retry_after).await;
                 }
                 code => {
                     return Err(RingbaError::Rejected {
                         url,
                         status: code,
-                        body: excerpt(&text),
+                        body: body_excerpt(&text),
                     })
                 }
             }
@@ -275,14 +275,5 @@ async fn acquire(bucket: &Mutex<TokenBucket>) {
             Err(wait) => wait,
         };
         tokio::time::sleep(wait).await;
-    }
-}
-
-/// The start of a response body, for error messages.
-fn excerpt(text: &str) -> String {
-    let text = text.trim();
-    match text.char_indices().nth(300) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.to_owned(),
     }
 }

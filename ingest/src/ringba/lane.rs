@@ -448,13 +448,16 @@ async fn recheck(
     report: &mut IngestReport,
 ) -> Result<(), RingbaError> {
     let account = client.account_id();
-    let pending = {
+    let mut pending = {
         let db = pool.get().await?;
         match cursors::load(&**db, org_id, Source::Ringba, account).await? {
             Some(cursor) => cursor.recheck,
             None => return Ok(()),
         }
     };
+    // Calls this poll's windows just saw are as the call log showed them a moment ago: asking
+    // again now would spend the call-details budget to learn nothing.
+    pending.retain(|(_, first_seen)| *first_seen < now);
     let give_up_before = now - config.recheck_give_up;
     for chunk in pending.chunks(DETAILS_PER_REQUEST) {
         let ids: Vec<String> = chunk.iter().map(|(id, _)| id.clone()).collect();

@@ -1,9 +1,10 @@
 //! `callscript org credentials`: a secret goes in through standard input and never comes out.
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use callscript_testkit::{create_org, TestDatabase};
+
+mod common;
 
 const KEY: &str = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
 const SECRET: &str = "livekit-secret-5f1e0c";
@@ -14,21 +15,11 @@ fn org_credentials(db: &TestDatabase, args: &[&str], key: Option<&str>, stdin: &
         .args(["org", "credentials"])
         .args(args)
         .env("DATABASE_URL", &db.url.url)
-        .env_remove("CALLSCRIPT_CREDENTIALS_KEY")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .env_remove("CALLSCRIPT_CREDENTIALS_KEY");
     if let Some(key) = key {
         command.env("CALLSCRIPT_CREDENTIALS_KEY", key);
     }
-    let mut child = command.spawn().unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+    common::output_with_stdin(&mut command, stdin)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

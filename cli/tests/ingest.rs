@@ -31,18 +31,11 @@ fn callscript(db: &TestDatabase, storage: &str) -> Command {
 }
 
 fn run(command: &mut Command, stdin: &str) -> (bool, String, String) {
-    let mut child = command.stdin(Stdio::piped()).spawn().unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
     let Output {
         status,
         stdout,
         stderr,
-    } = child.wait_with_output().unwrap();
+    } = common::output_with_stdin(command, stdin);
     (
         status.success(),
         String::from_utf8_lossy(&stdout).into_owned(),
@@ -186,12 +179,7 @@ async fn the_livekit_endpoint_takes_signed_webhooks_and_stops_on_sigterm() {
     let (ok, _, stderr) = run(callscript(&db, &storage).args(set), "livekit-secret\n");
     assert!(ok, "{stderr}");
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
+    let addr = common::free_loopback_addr();
     let server = callscript(&db, &storage)
         .args([
             "ingest",
@@ -222,11 +210,7 @@ async fn the_livekit_endpoint_takes_signed_webhooks_and_stops_on_sigterm() {
     let status = post_webhook(&addr, &body, &forged).unwrap();
     assert!(status.contains("401"), "{status}");
 
-    let killed = Command::new("kill")
-        .args(["-TERM", &server.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    common::terminate(&server);
     let output = server.wait_with_output().unwrap();
     assert!(
         output.status.success(),

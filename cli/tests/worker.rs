@@ -147,12 +147,7 @@ async fn a_running_worker_serves_metrics_and_exits_zero_on_sigterm() {
     let db = TestDatabase::new(2).await;
     let objects = tempfile::tempdir().unwrap();
     let storage = objects.path().display().to_string();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
+    let addr = common::free_loopback_addr();
     let worker = callscript(&db, &storage)
         .args(["worker", "--model", &model(), "--metrics-addr", &addr])
         .stdout(Stdio::null())
@@ -178,11 +173,7 @@ async fn a_running_worker_serves_metrics_and_exits_zero_on_sigterm() {
     );
     assert_eq!(http_get(&addr, "/healthz").as_deref(), Some("ok\n"));
 
-    let killed = Command::new("kill")
-        .args(["-TERM", &worker.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    common::terminate(&worker);
     let output = worker.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");

@@ -144,11 +144,7 @@ async fn killed_workers_lose_no_call_and_do_none_twice() {
 
     // A clean stop of the survivors: SIGTERM, exit status 0.
     for worker in &workers {
-        let status = Command::new("kill")
-            .args(["-TERM", &worker.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
+        common::terminate(worker);
     }
     for worker in &mut workers {
         let status = worker.wait().unwrap();

@@ -338,35 +338,21 @@ async fn stored_credentials_drive_the_lane_and_the_vault_stores_the_recordings()
     let broken = create_org(&**db_client, "broken").await;
     let ringba = FakeRingba::start(ACCOUNT, TOKEN).await;
     let key = CredentialKey::from_base64(&format!("{}=", "A".repeat(43))).unwrap();
-    credentials::store(
-        &**db_client,
-        &key,
-        org,
-        &CredentialSpec {
-            kind: "ringba",
-            label: "default",
-            public_id: Some(ACCOUNT),
-            endpoint: Some(&ringba.api_url()),
-        },
-        &Secret::new(TOKEN),
-    )
-    .await
-    .unwrap();
+    let api = ringba.api_url();
+    let spec = |public_id| CredentialSpec {
+        kind: "ringba",
+        label: "default",
+        public_id,
+        endpoint: Some(&api),
+    };
+    let token = Secret::new(TOKEN);
+    credentials::store(&**db_client, &key, org, &spec(Some(ACCOUNT)), &token)
+        .await
+        .unwrap();
     // An org whose credential lacks the account id is reported, and does not stop the others.
-    credentials::store(
-        &**db_client,
-        &key,
-        broken,
-        &CredentialSpec {
-            kind: "ringba",
-            label: "default",
-            public_id: None,
-            endpoint: Some(&ringba.api_url()),
-        },
-        &Secret::new(TOKEN),
-    )
-    .await
-    .unwrap();
+    credentials::store(&**db_client, &key, broken, &spec(None), &token)
+        .await
+        .unwrap();
     let now = Utc::now();
     let wav = std::fs::read(concat!(
         env!("CARGO_MANIFEST_DIR"),

@@ -3,7 +3,9 @@
 // Each test binary compiles this module and uses only part of it.
 #![allow(dead_code)]
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
 
 /// A path relative to the repository root.
 pub fn repo(relative: &str) -> PathBuf {
@@ -26,4 +28,36 @@ pub fn model() -> String {
 /// A recording of `fixtures/audio/`.
 pub fn fixture(name: &str) -> String {
     repo("fixtures/audio").join(name).display().to_string()
+}
+
+/// `127.0.0.1:PORT` with a port free at the time of the call, for a server the test starts.
+pub fn free_loopback_addr() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    format!("127.0.0.1:{}", listener.local_addr().unwrap().port())
+}
+
+/// Sends SIGTERM to a child process (a clean stop, as RunPod or systemd asks for one).
+pub fn terminate(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -TERM {}", child.id());
+}
+
+/// Runs `command` with `stdin` as its standard input (a secret, say) and collects its output.
+pub fn output_with_stdin(command: &mut Command, stdin: &str) -> Output {
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
 }

@@ -68,9 +68,12 @@ enum Command {
     /// Run the judge lane: evaluate the rulebook over transcribed calls, store flags with
     /// evidence, redact card numbers, move calls to `judged`.
     Judge(crate::judge::JudgeArgs),
-    /// Check rulebooks (`rules check FILE`) or print the default one (`rules default`).
+    /// Rulebooks: check a file, print the default one, store, list and apply an organization's.
     #[command(subcommand)]
     Rules(crate::judge::RulesCommand),
+    /// Managers' reports: `report daily --org ORG`.
+    #[command(subcommand)]
+    Report(crate::judge::ReportCommand),
     /// Look at and operate the call queue.
     #[command(subcommand)]
     Queue(QueueCommand),
@@ -96,6 +99,15 @@ enum OrgCommand {
         /// IANA time zone used for follow-ups and reports.
         #[arg(long, default_value = "UTC")]
         timezone: String,
+    },
+    /// Change an organization's name or time zone.
+    Set {
+        slug: String,
+        #[arg(long)]
+        name: Option<String>,
+        /// IANA time zone used for follow-ups and reports.
+        #[arg(long)]
+        timezone: Option<String>,
     },
     /// List organizations.
     List,
@@ -201,7 +213,8 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Backfill(command) => crate::ingest::backfill(&settings, command).await,
         Command::Vault(args) => crate::ingest::vault(&settings, args).await,
         Command::Judge(args) => crate::judge::judge(&settings, args).await,
-        Command::Rules(command) => crate::judge::rules(command),
+        Command::Rules(command) => crate::judge::rules(&settings, command).await,
+        Command::Report(command) => crate::judge::report(&settings, command).await,
         Command::Transcribe(args) => crate::transcribe::run(args),
         Command::Bench(command) => crate::bench::run(&settings, command).await,
     }
@@ -214,8 +227,17 @@ pub fn database_url(settings: &Settings) -> Result<DatabaseUrl> {
     }
 }
 
-async fn pool(settings: &Settings) -> Result<Pool> {
-    Ok(connect_pool(&database_url(settings)?, 4).await?)
+/// A pool of `size` connections to the settings' database, whose schema is checked to be
+/// current (a binary newer than the database says to run `callscript migrate`).
+pub async fn migrated_pool(settings: &Settings, size: usize) -> Result<(DatabaseUrl, Pool)> {
+    let url = database_url(settings)?;
+    let pool = connect_pool(&url, size).await?;
+    migrate::ensure_current(&**pool.get().await?).await?;
+    Ok((url, pool))
+}
+
+pub async fn pool(settings: &Settings) -> Result<Pool> {
+    Ok(migrated_pool(settings, 4).await?.1)
 }
 
 pub async fn org_id(client: &impl GenericClient, slug: Option<String>) -> Result<Option<Uuid>> {
@@ -302,6 +324,17 @@ async fn org(settings: &Settings, command: OrgCommand) -> Result<()> {
             let (org, created) = orgs::ensure(&**client, &slug, &name, &timezone).await?;
             let verb = if created { "created" } else { "exists " };
             println!("{verb} {} {} ({})", org.slug, org.id, org.name);
+        }
+        OrgCommand::Set {
+            slug,
+            name,
+            timezone,
+        } => {
+            let org = orgs::update(&**client, &slug, name.as_deref(), timezone.as_deref()).await?;
+            println!(
+                "updated {} {} {} ({})",
+                org.slug, org.id, org.timezone, org.name
+            );
         }
         OrgCommand::Credentials(command) => credentials_command(&**client, command).await?,
         OrgCommand::List => {

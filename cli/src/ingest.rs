@@ -8,8 +8,6 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use callscript_core::credentials::CredentialKey;
-use callscript_core::db::connect_pool;
-use callscript_core::migrate;
 use callscript_ingest::livekit::{router, LiveKitIngest, WEBHOOK_PATH};
 use callscript_ingest::ringba::{AccountOutcome, PollConfig, RingbaLane};
 use callscript_ingest::vault::{VaultConfig, VaultLane};
@@ -19,7 +17,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::net::TcpListener;
 
 use crate::commands::{
-    database_url, default_worker_id, open_reachable_storage, org_id, stop_on_signal, Settings,
+    default_worker_id, migrated_pool, open_reachable_storage, org_id, stop_on_signal, Settings,
 };
 
 #[derive(Subcommand)]
@@ -126,10 +124,8 @@ pub async fn ingest(settings: &Settings, command: IngestCommand) -> Result<()> {
 
 async fn ingest_livekit(settings: &Settings, args: LivekitArgs) -> Result<()> {
     let key = CredentialKey::from_env()?;
-    let url = database_url(settings)?;
-    let pool = connect_pool(&url, 8).await?;
+    let (_, pool) = migrated_pool(settings, 8).await?;
     let client = pool.get().await?;
-    migrate::ensure_current(&**client).await?;
     let org_id = org_id(&**client, args.org).await?;
     drop(client);
     let store = open_reachable_storage(settings).await?;
@@ -188,10 +184,8 @@ async fn ringba_lane(
     config: PollConfig,
 ) -> Result<RingbaLane> {
     let key = CredentialKey::from_env()?;
-    let url = database_url(settings)?;
-    let pool = connect_pool(&url, 4).await?;
+    let (_, pool) = migrated_pool(settings, 4).await?;
     let client = pool.get().await?;
-    migrate::ensure_current(&**client).await?;
     let org_id = org_id(&**client, org).await?;
     drop(client);
     let http = callscript_ingest::http::client(callscript_ingest::http::DEFAULT_TIMEOUT);
@@ -313,10 +307,8 @@ pub async fn vault(settings: &Settings, args: VaultArgs) -> Result<()> {
     if args.concurrency < 1 {
         bail!("--concurrency must be at least 1");
     }
-    let url = database_url(settings)?;
-    let pool = connect_pool(&url, 4).await?;
+    let (url, pool) = migrated_pool(settings, 4).await?;
     let client = pool.get().await?;
-    migrate::ensure_current(&**client).await?;
     let org_id = org_id(&**client, args.org).await?;
     drop(client);
     let store = open_reachable_storage(settings).await?;

@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use callscript_core::maintenance::{self, MaintenanceConfig};
 use callscript_core::metrics::{self, Registry};
-use callscript_core::{migrate, orgs};
+use callscript_core::orgs;
 use callscript_worker::batching::windows_per_batch;
 use callscript_worker::device;
 use callscript_worker::lane::{LaneConfig, TranscribeLane};
@@ -20,7 +20,7 @@ use clap::Args;
 use tokio::net::TcpListener;
 
 use crate::commands::{
-    database_url, default_worker_id, open_reachable_storage, stop_on_signal, Settings,
+    default_worker_id, migrated_pool, open_reachable_storage, stop_on_signal, Settings,
 };
 use crate::transcribe::{open_decoder, set_threads, LimitArgs, ModelArgs, SpeakerArgs};
 
@@ -126,10 +126,8 @@ pub async fn run(settings: &Settings, args: WorkerArgs) -> Result<()> {
         .map_err(|problem| anyhow::anyhow!("--maintenance-seconds: {problem}"))?;
     set_threads(args.model.threads)?;
 
-    let url = database_url(settings)?;
-    let pool = callscript_core::db::connect_pool(&url, 4).await?;
+    let (url, pool) = migrated_pool(settings, 4).await?;
     let client = pool.get().await?;
-    migrate::ensure_current(&**client).await?;
     if let Some(slug) = &args.org {
         config.org_id = Some(orgs::by_slug(&**client, slug).await?.id);
     }

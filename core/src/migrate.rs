@@ -37,6 +37,7 @@ pub const MIGRATIONS: &[Migration] = migrations![
     "0006_review_and_operations.sql",
     "0007_crm.sql",
     "0008_ingest.sql",
+    "0009_judge_crm.sql",
 ];
 
 impl Migration {

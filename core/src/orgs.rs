@@ -20,6 +20,10 @@ pub enum OrgError {
     UnknownSlug(String),
     #[error("invalid organization slug {0:?}: use 1 to 63 lower-case letters, digits and '-', starting with a letter or digit")]
     InvalidSlug(String),
+    #[error(
+        "unknown time zone {0:?}: use an IANA name such as America/New_York, Europe/London or UTC"
+    )]
+    InvalidTimezone(String),
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -56,6 +60,7 @@ pub async fn ensure(
     if !valid_slug(slug) {
         return Err(OrgError::InvalidSlug(slug.to_owned()));
     }
+    check_timezone(client, timezone).await?;
     let inserted = client
         .query_opt(
             "INSERT INTO core.organizations (slug, name, timezone) VALUES ($1, $2, $3)
@@ -68,6 +73,46 @@ pub async fn ensure(
         Some(row) => Ok((from_row(&row), true)),
         None => Ok((by_slug(client, slug).await?, false)),
     }
+}
+
+/// Follow-up times and daily reports are read in the organization's zone: it must be one
+/// Postgres (and the IANA database the judge reads) knows.
+async fn check_timezone(client: &impl GenericClient, timezone: &str) -> Result<(), OrgError> {
+    let known: bool = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_timezone_names WHERE name = $1)",
+            &[&timezone],
+        )
+        .await?
+        .get(0);
+    if known {
+        Ok(())
+    } else {
+        Err(OrgError::InvalidTimezone(timezone.to_owned()))
+    }
+}
+
+/// Changes the organization's name and/or time zone.
+pub async fn update(
+    client: &impl GenericClient,
+    slug: &str,
+    name: Option<&str>,
+    timezone: Option<&str>,
+) -> Result<Organization, OrgError> {
+    if let Some(timezone) = timezone {
+        check_timezone(client, timezone).await?;
+    }
+    client
+        .query_opt(
+            "UPDATE core.organizations
+             SET name = COALESCE($2, name), timezone = COALESCE($3, timezone)
+             WHERE slug = $1
+             RETURNING id, slug, name, timezone",
+            &[&slug, &name, &timezone],
+        )
+        .await?
+        .map(|row| from_row(&row))
+        .ok_or_else(|| OrgError::UnknownSlug(slug.to_owned()))
 }
 
 pub async fn by_slug(client: &impl GenericClient, slug: &str) -> Result<Organization, OrgError> {

@@ -5,6 +5,11 @@
 //!
 //! Findings are computed on the transcript as transcribed (the card rule must see the digits),
 //! then the stored text is redacted; evidence never holds more than a card's last four digits.
+//!
+//! Each call is judged by its campaign's stored rulebook, else its organization's, else the
+//! compiled-in one ([`crate::rulebook_store::for_call`]), unless the lane was given one rulebook
+//! for every call. The same transaction assesses the call as a lead ([`crate::lead`]) and writes
+//! the CRM rows ([`crate::crm`]) with follow-ups in the organization's time zone.
 
 use std::time::Duration;
 
@@ -15,7 +20,10 @@ use callscript_core::transcripts;
 use tokio::sync::watch;
 use uuid::Uuid;
 
+use crate::crm::{call_facts, org_timezone, record_call, OrgTimezoneError};
 use crate::flags::replace_machine_flags;
+use crate::lead::{assess, Temperature};
+use crate::rulebook_store::{self, RulebookStoreError};
 use crate::{redact_payment_cards, Rulebook};
 
 #[derive(Debug, Clone)]
@@ -54,6 +62,13 @@ pub struct JudgeReport {
     pub failed: usize,
     /// Leases rescued while judging: nothing was written.
     pub lost: usize,
+    /// Leads first seen now, and calls that left their lead hot.
+    pub new_leads: usize,
+    pub hot: usize,
+    /// Follow-ups planned, and pending ones cancelled by do-not-call requests.
+    pub actions: usize,
+    pub cancelled: usize,
+    pub conversions: usize,
 }
 
 impl JudgeReport {
@@ -64,13 +79,19 @@ impl JudgeReport {
         self.redacted += other.redacted;
         self.failed += other.failed;
         self.lost += other.lost;
+        self.new_leads += other.new_leads;
+        self.hot += other.hot;
+        self.actions += other.actions;
+        self.cancelled += other.cancelled;
+        self.conversions += other.conversions;
     }
 }
 
 pub struct JudgeLane {
     pub pool: Pool,
     pub database_url: DatabaseUrl,
-    pub rulebook: Rulebook,
+    /// One rulebook for every call instead of the stored ones (`judge --rulebook FILE`).
+    pub rulebook: Option<Rulebook>,
     pub config: JudgeConfig,
 }
 
@@ -154,9 +175,18 @@ impl JudgeLane {
         let mut transcript = transcripts::load(&*transaction, call.id)
             .await?
             .ok_or(JudgeError::NoTranscript)?;
-        let findings = self
-            .rulebook
-            .evaluate(&transcript.segments, call.duration_ms);
+        let rulebook = match &self.rulebook {
+            Some(rulebook) => rulebook.clone(),
+            None => rulebook_store::for_call(&*transaction, call.org_id, call.campaign_id).await?,
+        };
+        let timezone = org_timezone(&*transaction, call.org_id).await?;
+        let findings = rulebook.evaluate(&transcript.segments, call.duration_ms);
+        let facts = call_facts(call);
+        let assessment = assess(
+            &transcript.segments,
+            &facts,
+            call.call_started_at.with_timezone(&timezone),
+        );
         let redacted = redact_payment_cards(&mut transcript.segments);
         if redacted > 0 {
             // The worker stores a transcript's text as its segments' texts joined by spaces.
@@ -172,8 +202,17 @@ impl JudgeLane {
             &*transaction,
             call.id,
             call.org_id,
-            &self.rulebook.reference(),
+            &rulebook.reference(),
             &findings,
+        )
+        .await?;
+        let crm = record_call(
+            &*transaction,
+            call,
+            &transcript.text,
+            &facts,
+            &assessment,
+            timezone,
         )
         .await?;
         transaction.commit().await.map_err(DbError::from)?;
@@ -182,6 +221,11 @@ impl JudgeLane {
             flagged: usize::from(counts.written > 0),
             flags: counts.written,
             redacted,
+            new_leads: usize::from(crm.new_lead),
+            hot: usize::from(assessment.temperature == Temperature::Hot),
+            actions: crm.actions,
+            cancelled: crm.cancelled,
+            conversions: crm.conversions,
             ..JudgeReport::default()
         }))
     }
@@ -191,6 +235,10 @@ impl JudgeLane {
 pub enum JudgeError {
     #[error("the call has no stored transcript")]
     NoTranscript,
+    #[error("the rulebook: {0}")]
+    Rulebook(#[from] RulebookStoreError),
+    #[error(transparent)]
+    Timezone(#[from] OrgTimezoneError),
     #[error(transparent)]
     Queue(#[from] QueueError),
     #[error(transparent)]

@@ -16,16 +16,28 @@
 //! - [`lane`] and [`flags`]: the judge lane around the engine: transcribed calls claimed,
 //!   judged, redacted and flagged in one fenced transaction; machine flags replaced on
 //!   re-judging, reviewed ones kept.
+//! - [`rulebook_store`]: rulebooks stored per organization, versioned, and which one judges a
+//!   call (campaign, organization, compiled-in).
+//! - [`lead`]: a judged call as a lead: interest score and its signals, objections, summary.
+//! - [`followup`]: a spoken callback request ("call me back Friday at ten") as a local time.
+//! - [`crm`]: a judged call's lead, communication, follow-ups and conversions in the `crm`
+//!   tables.
+//! - [`report`]: the managers' daily summary.
 //!
-//! The engine is pure: no database, no network, no environment, no printing; only `lane` and
-//! `flags` touch Postgres.
+//! The engine is pure: no database, no network, no environment, no printing; only `lane`,
+//! `flags`, `rulebook_store`, `crm` and `report` touch Postgres.
 
+pub mod crm;
 pub mod flags;
+pub mod followup;
 pub mod lane;
+pub mod lead;
 pub mod matcher;
 pub mod normalize;
 mod redact;
+pub mod report;
 pub mod rulebook;
+pub mod rulebook_store;
 mod rules;
 pub mod transcript;
 

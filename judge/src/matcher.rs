@@ -136,22 +136,24 @@ fn word_cost(expected: &[char], said: &[char]) -> f64 {
 }
 
 /// What hearing two words as one (or one as two) costs: what the joined words differ by, when
-/// that is at most one letter ("may be"/"maybe", "any more"/"anymore"); otherwise a whole
-/// word, so a short word ("no risk"/"risk") is never dropped for less than a word.
+/// that is at most one letter ("may be"/"maybe", "any more"/"anymore"). Otherwise it is no
+/// merge but a word lost and a word misheard, two errors: at one, "don't ever call me" would be
+/// found in "don't sign me up" ("ever call" heard as "sign").
 fn merge_cost(expected: &[&[char]], said: &[&[char]]) -> f64 {
+    const NOT_A_MERGE: f64 = 2.0;
     let length = |parts: &[&[char]]| parts.iter().map(|p| p.len()).sum::<usize>();
     let (a, b) = (length(expected), length(said));
     if a.abs_diff(b) > 1 {
-        return 1.0;
+        return NOT_A_MERGE;
     }
     let (mut x, mut y) = ([' '; LONGEST_WORD], [' '; LONGEST_WORD]);
     let (Some(expected), Some(said)) = (joined(expected, &mut x), joined(said, &mut y)) else {
-        return 1.0;
+        return NOT_A_MERGE;
     };
     match levenshtein(expected, said) {
         0 => 0.0,
         1 => 1.0 / a.max(b) as f64,
-        _ => 1.0,
+        _ => NOT_A_MERGE,
     }
 }
 
@@ -240,6 +242,9 @@ mod tests {
             ("100 percent guaranteed", "10 percent guaranteed"),
             ("guaranteed approval", "approval"),
             ("stop calling", "stop"),
+            // Two phrase words heard as one unrelated word are two errors, not one.
+            ("don't ever call me", "don't sign me up"),
+            ("don't ever call me", "don't tell me anything"),
         ] {
             assert!(
                 occurrences(needle, heard, DEFAULT_FUZZINESS).is_empty(),
@@ -283,9 +288,10 @@ mod tests {
         assert_eq!(cost("41", "4"), 1.0);
         let (may, be, maybe) = (chars("may"), chars("be"), chars("maybe"));
         assert_eq!(merge_cost(&[&may, &be], &[&maybe]), 0.0);
+        // Not a merge: "no" lost and "risk" kept is the cheaper path (one word).
         assert_eq!(
             merge_cost(&[&chars("no"), &chars("risk")], &[&chars("risk")]),
-            1.0
+            2.0
         );
         assert_eq!(levenshtein(&['a', 'b'], &[]), 2);
     }

@@ -270,6 +270,15 @@ impl Rulebook {
     }
 }
 
+/// What a rulebook's name and version may be: they are joined as "name@version" in references
+/// and stored under a matching check in `core.rulebooks`.
+fn valid_label(label: &str) -> bool {
+    (1..=64).contains(&label.len())
+        && label
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+}
+
 type Value<'i> = Spanned<DeValue<'i>>;
 
 struct Parser<'t> {
@@ -333,14 +342,11 @@ impl Parser<'_> {
         self.unknown_keys(table, &["name", "version", "description"], "[rulebook]");
         let name = self.required(table, value, "name", "[rulebook]", |p, v| {
             let name = p.string(v, "name")?;
-            let valid = !name.is_empty()
-                && name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+            let valid = valid_label(&name);
             if !valid {
                 p.issue(
                     v.span().start,
-                    "`name` must be letters, digits, '.', '_' or '-'".to_owned(),
+                    "`name` must be 1 to 64 letters, digits, '.', '_' or '-'".to_owned(),
                 );
             }
             valid.then_some(name)
@@ -350,11 +356,11 @@ impl Parser<'_> {
                 DeValue::Integer(i) => Some(i.as_str().to_owned()),
                 _ => p.string(v, "version"),
             }?;
-            let valid = !version.is_empty() && !version.contains(char::is_whitespace);
+            let valid = valid_label(&version);
             if !valid {
                 p.issue(
                     v.span().start,
-                    "`version` must be non-empty, without spaces".to_owned(),
+                    "`version` must be 1 to 64 letters, digits, '.', '_' or '-'".to_owned(),
                 );
             }
             valid.then_some(version)

@@ -2,81 +2,17 @@
 //! and evidence, card numbers leave the stored transcript, and re-judging keeps what reviewers
 //! did.
 
+mod common;
+
 use callscript_core::model::SpeakerRole;
 use callscript_core::queue;
-use callscript_core::transcripts::{self, SegmentRecord, TranscriptRecord};
-use callscript_judge::lane::{JudgeConfig, JudgeLane};
+use callscript_core::transcripts;
+use callscript_judge::rulebook_store::{self, Added, Scope};
 use callscript_judge::Rulebook;
-use callscript_testkit::{create_org, downloaded_call, TestDatabase};
-use chrono::Utc;
+use callscript_testkit::{create_org, TestDatabase};
+use common::{lane, segment, transcribed_call};
 use tokio_postgres::GenericClient;
 use uuid::Uuid;
-
-fn segment(start_s: f64, end_s: f64, role: SpeakerRole, text: &str) -> SegmentRecord {
-    let channel = match role {
-        SpeakerRole::Agent => 0,
-        _ => 1,
-    };
-    SegmentRecord {
-        start_ms: (start_s * 1000.0) as i32,
-        end_ms: (end_s * 1000.0) as i32,
-        speaker: Some(format!("SPEAKER_{channel:02}")),
-        channel: Some(channel),
-        role: Some(role),
-        text: text.to_owned(),
-        avg_logprob: Some(-0.2),
-        no_speech_prob: Some(0.01),
-    }
-}
-
-/// A call in `transcribed` with `segments` as its transcript.
-async fn transcribed_call(
-    client: &impl GenericClient,
-    org: Uuid,
-    id: &str,
-    segments: Vec<SegmentRecord>,
-) -> Uuid {
-    let mut call = downloaded_call(org, id, Utc::now());
-    call.duration_ms = segments.last().map(|s| s.end_ms + 1000);
-    let call_id = queue::enqueue(client, &call).await.unwrap().call_id;
-    client
-        .execute(
-            "UPDATE core.calls SET state = 'transcribed' WHERE id = $1",
-            &[&call_id],
-        )
-        .await
-        .unwrap();
-    let text = segments
-        .iter()
-        .map(|s| s.text.as_str())
-        .collect::<Vec<_>>()
-        .join(" ");
-    transcripts::save(
-        client,
-        &TranscriptRecord {
-            call_id,
-            org_id: org,
-            model: "whisper-tiny.en".into(),
-            language: Some("en".into()),
-            word_count: text.split_whitespace().count() as i32,
-            text,
-            avg_logprob: Some(-0.2),
-            segments,
-        },
-    )
-    .await
-    .unwrap();
-    call_id
-}
-
-fn lane(db: &TestDatabase) -> JudgeLane {
-    JudgeLane {
-        pool: db.pool.clone(),
-        database_url: db.url.clone(),
-        rulebook: Rulebook::default_rulebook(),
-        config: JudgeConfig::default(),
-    }
-}
 
 async fn flags(
     client: &impl GenericClient,
@@ -260,19 +196,23 @@ async fn rejudging_replaces_machine_flags_and_keeps_reviews() {
     );
     let text = text.replacen("version = ", "version = \"2\"\n# was: ", 1);
     let rulebook = Rulebook::parse(&text).unwrap();
-    assert_ne!(
-        rulebook.reference(),
-        Rulebook::default_rulebook().reference()
+    assert_eq!(rulebook.reference(), "default@2");
+    // Stored for the organization and applied by name: its latest version judges.
+    let added = rulebook_store::add(&**client, org, &text).await.unwrap();
+    assert_eq!(
+        added,
+        Added::Stored {
+            reference: "default@2".into()
+        }
     );
+    rulebook_store::apply(&**client, org, Scope::Organization, Some("default"))
+        .await
+        .unwrap();
     let sent = queue::redo(&**client, callscript_core::model::Lane::Judge, Some(org))
         .await
         .unwrap();
     assert_eq!(sent, 1);
-    let again = JudgeLane {
-        rulebook,
-        ..lane(&db)
-    };
-    again.run_batch().await.unwrap().unwrap();
+    lane(&db).run_batch().await.unwrap().unwrap();
     let second = flags(&**client, call).await;
     assert_eq!(
         rule_ids(&second),
@@ -298,10 +238,113 @@ async fn rejudging_replaces_machine_flags_and_keeps_reviews() {
     queue::redo(&**client, callscript_core::model::Lane::Judge, Some(org))
         .await
         .unwrap();
-    let same = JudgeLane {
-        rulebook: again.rulebook.clone(),
-        ..lane(&db)
-    };
-    same.run_batch().await.unwrap().unwrap();
+    lane(&db).run_batch().await.unwrap().unwrap();
     assert_eq!(flags(&**client, call).await.len(), 3);
+    let versions: Vec<String> = client
+        .query(
+            "SELECT DISTINCT rulebook_version FROM core.qa_flags WHERE call_id = $1
+             AND review_status = 'open' ORDER BY 1",
+            &[&call],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(versions, ["default@2"]);
+}
+
+#[tokio::test]
+async fn each_call_is_judged_by_its_campaigns_or_its_organizations_rulebook() {
+    let db = TestDatabase::new(4).await;
+    let client = db.client().await;
+    let org = create_org(&**client, "acme").await;
+    let strict = "[rulebook]\nname = \"strict\"\nversion = \"1\"\n\n[[rules]]\nid = \"no-hello\"\n\
+                  kind = \"forbidden_phrase\"\ncategory = \"quality\"\nseverity = \"low\"\n\
+                  phrases = [\"hello\"]\n";
+    let lenient = strict
+        .replace("name = \"strict\"", "name = \"lenient\"")
+        .replace("id = \"no-hello\"", "id = \"no-goodbye\"")
+        .replace("[\"hello\"]", "[\"goodbye\"]");
+    for text in [strict, lenient.as_str()] {
+        rulebook_store::add(&**client, org, text).await.unwrap();
+    }
+    // The same file again changes nothing; other rules under a stored version are refused.
+    assert_eq!(
+        rulebook_store::add(&**client, org, strict).await.unwrap(),
+        Added::Unchanged {
+            reference: "strict@1".into()
+        }
+    );
+    let changed = strict.replace("low", "high");
+    let error = rulebook_store::add(&**client, org, &changed)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("strict@1 is already stored"), "{error}");
+    let error = rulebook_store::apply(&**client, org, Scope::Organization, Some("strict@9"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("no rulebook strict@9"), "{error}");
+
+    let campaign = callscript_core::orgs::ensure_campaign(
+        &**client,
+        org,
+        callscript_core::model::Source::Upload,
+        "spring",
+        "Spring sale",
+    )
+    .await
+    .unwrap();
+    rulebook_store::apply(&**client, org, Scope::Organization, Some("strict"))
+        .await
+        .unwrap();
+    rulebook_store::apply(
+        &**client,
+        org,
+        Scope::Campaign("Spring sale"),
+        Some("lenient@1"),
+    )
+    .await
+    .unwrap();
+    let said = || {
+        vec![segment(
+            0.0,
+            3.0,
+            SpeakerRole::Agent,
+            "Hello there, and goodbye.",
+        )]
+    };
+    let plain = transcribed_call(&**client, org, "plain", said()).await;
+    let in_campaign = transcribed_call(&**client, org, "in-campaign", said()).await;
+    client
+        .execute(
+            "UPDATE core.calls SET campaign_id = $2 WHERE id = $1",
+            &[&in_campaign, &campaign],
+        )
+        .await
+        .unwrap();
+    lane(&db).run_batch().await.unwrap().unwrap();
+    assert_eq!(rule_ids(&flags(&**client, plain).await), ["no-hello"]);
+    assert_eq!(
+        rule_ids(&flags(&**client, in_campaign).await),
+        ["no-goodbye"]
+    );
+
+    let listed = rulebook_store::list(&**client, org).await.unwrap();
+    let applied: Vec<(String, Vec<String>)> = listed
+        .iter()
+        .map(|r| (format!("{}@{}", r.name, r.version), r.applied_to.clone()))
+        .collect();
+    assert_eq!(
+        applied,
+        [
+            (
+                "lenient@1".to_owned(),
+                vec!["campaign Spring sale".to_owned()]
+            ),
+            ("strict@1".to_owned(), vec!["organization".to_owned()]),
+        ]
+    );
 }

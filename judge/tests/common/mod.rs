@@ -1,0 +1,90 @@
+//! What the judge's integration tests share: transcribed calls with written transcripts.
+
+// Each test target uses its own part of these.
+#![allow(dead_code)]
+
+use callscript_core::model::SpeakerRole;
+use callscript_core::queue;
+use callscript_core::queue::NewCall;
+use callscript_core::transcripts::{self, SegmentRecord, TranscriptRecord};
+use callscript_judge::lane::{JudgeConfig, JudgeLane};
+use callscript_testkit::{downloaded_call, TestDatabase};
+use chrono::Utc;
+use tokio_postgres::GenericClient;
+use uuid::Uuid;
+
+pub fn segment(start_s: f64, end_s: f64, role: SpeakerRole, text: &str) -> SegmentRecord {
+    let channel = match role {
+        SpeakerRole::Agent => 0,
+        _ => 1,
+    };
+    SegmentRecord {
+        start_ms: (start_s * 1000.0) as i32,
+        end_ms: (end_s * 1000.0) as i32,
+        speaker: Some(format!("SPEAKER_{channel:02}")),
+        channel: Some(channel),
+        role: Some(role),
+        text: text.to_owned(),
+        avg_logprob: Some(-0.2),
+        no_speech_prob: Some(0.01),
+    }
+}
+
+/// An upload call of `org` in `transcribed`, started now, with `segments` as its transcript.
+pub async fn transcribed_call(
+    client: &impl GenericClient,
+    org: Uuid,
+    id: &str,
+    segments: Vec<SegmentRecord>,
+) -> Uuid {
+    transcribed(client, downloaded_call(org, id, Utc::now()), segments).await
+}
+
+/// `call` queued in `transcribed` with `segments` as its transcript (and a second of audio
+/// after the last).
+pub async fn transcribed(
+    client: &impl GenericClient,
+    mut call: NewCall,
+    segments: Vec<SegmentRecord>,
+) -> Uuid {
+    let org = call.org_id;
+    call.duration_ms = segments.last().map(|s| s.end_ms + 1000);
+    let call_id = queue::enqueue(client, &call).await.unwrap().call_id;
+    client
+        .execute(
+            "UPDATE core.calls SET state = 'transcribed' WHERE id = $1",
+            &[&call_id],
+        )
+        .await
+        .unwrap();
+    let text = segments
+        .iter()
+        .map(|s| s.text.as_str())
+        .collect::<Vec<_>>()
+        .join(" ");
+    transcripts::save(
+        client,
+        &TranscriptRecord {
+            call_id,
+            org_id: org,
+            model: "whisper-tiny.en".into(),
+            language: Some("en".into()),
+            word_count: text.split_whitespace().count() as i32,
+            text,
+            avg_logprob: Some(-0.2),
+            segments,
+        },
+    )
+    .await
+    .unwrap();
+    call_id
+}
+
+pub fn lane(db: &TestDatabase) -> JudgeLane {
+    JudgeLane {
+        pool: db.pool.clone(),
+        database_url: db.url.clone(),
+        rulebook: None,
+        config: JudgeConfig::default(),
+    }
+}

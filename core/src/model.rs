@@ -25,6 +25,13 @@ macro_rules! labelled_enum {
             }
         }
 
+        // Stored, printed and serialized as the same label.
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(self.as_str())
+            }
+        }
+
         impl FromStr for $name {
             type Err = UnknownLabel;
 
@@ -99,6 +106,47 @@ labelled_enum! {
         Agent => "agent",
         Customer => "customer",
         Unknown => "unknown",
+    }
+}
+
+labelled_enum! {
+    /// What a QA flag is about (`core.flag_category`).
+    Category {
+        Compliance => "compliance",
+        Quality => "quality",
+        Fraud => "fraud",
+    }
+}
+
+labelled_enum! {
+    /// How bad a QA flag is (`core.flag_severity`), ordered from `Info` to `Critical`.
+    Severity {
+        Info => "info",
+        Low => "low",
+        Medium => "medium",
+        High => "high",
+        Critical => "critical",
+    }
+}
+
+labelled_enum! {
+    /// Where a reviewer left a QA flag (`core.review_status`).
+    ReviewStatus {
+        Open => "open",
+        Confirmed => "confirmed",
+        Dismissed => "dismissed",
+    }
+}
+
+labelled_enum! {
+    /// What an organization's member may do (`core.member_role`).
+    MemberRole {
+        /// Reviews, and manages members.
+        Admin => "admin",
+        /// Confirms and dismisses flags.
+        Reviewer => "reviewer",
+        /// Reads only.
+        Viewer => "viewer",
     }
 }
 

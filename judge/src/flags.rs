@@ -6,6 +6,7 @@
 //! again where a reviewed flag of the same rule at the same time already stands.
 
 use callscript_core::db::DbError;
+use callscript_core::flags::refresh_flagged;
 use tokio_postgres::GenericClient;
 use uuid::Uuid;
 
@@ -91,15 +92,7 @@ pub async fn replace_machine_flags(
             )
             .await?;
     }
-    // `flagged` is what reviewers filter calls by: a flag nobody dismissed.
-    client
-        .execute(
-            "UPDATE core.calls SET flagged = EXISTS (
-               SELECT 1 FROM core.qa_flags WHERE call_id = $1 AND review_status <> 'dismissed')
-             WHERE id = $1",
-            &[&call_id],
-        )
-        .await?;
+    refresh_flagged(client, call_id).await?;
     Ok(FlagCounts {
         written: new.len(),
         kept: kept.len(),

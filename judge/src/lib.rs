@@ -41,74 +41,9 @@ pub mod rulebook_store;
 mod rules;
 pub mod transcript;
 
-use std::fmt;
-
-pub use callscript_core::model::SpeakerRole;
+pub use callscript_core::model::{Category, Severity, SpeakerRole};
 pub use redact::redact_payment_cards;
 pub use rulebook::{Issue, Party, Rule, RuleKind, Rulebook, RulebookError, DEFAULT_RULEBOOK};
-
-/// What a finding is about (`core.flag_category`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Category {
-    Compliance,
-    Quality,
-    Fraud,
-}
-
-impl Category {
-    pub const ALL: &'static [Category] =
-        &[Category::Compliance, Category::Quality, Category::Fraud];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Category::Compliance => "compliance",
-            Category::Quality => "quality",
-            Category::Fraud => "fraud",
-        }
-    }
-}
-
-impl fmt::Display for Category {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// How bad a finding is (`core.flag_severity`), ordered from `Info` to `Critical`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Severity {
-    Info,
-    Low,
-    Medium,
-    High,
-    Critical,
-}
-
-impl Severity {
-    pub const ALL: &'static [Severity] = &[
-        Severity::Info,
-        Severity::Low,
-        Severity::Medium,
-        Severity::High,
-        Severity::Critical,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Info => "info",
-            Severity::Low => "low",
-            Severity::Medium => "medium",
-            Severity::High => "high",
-            Severity::Critical => "critical",
-        }
-    }
-}
-
-impl fmt::Display for Severity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// One rule's hit on one call: what a `core.qa_flags` row holds besides the call and reviews.
 #[derive(Debug, Clone, PartialEq)]

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use callscript_core::credentials::CredentialKey;
+pub(crate) use callscript_core::dates::{parse_from, parse_to};
 use callscript_ingest::livekit::{router, LiveKitIngest, WEBHOOK_PATH};
 use callscript_ingest::ringba::{AccountOutcome, PollConfig, RingbaLane};
 use callscript_ingest::vault::{VaultConfig, VaultLane};
@@ -340,47 +341,4 @@ pub async fn vault(settings: &Settings, args: VaultArgs) -> Result<()> {
         report.lost
     );
     Ok(())
-}
-
-fn parse_date_or_time(text: &str, end_of_day: bool) -> Result<DateTime<Utc>, String> {
-    if let Ok(time) = DateTime::parse_from_rfc3339(text) {
-        return Ok(time.with_timezone(&Utc));
-    }
-    let date = NaiveDate::parse_from_str(text, "%Y-%m-%d")
-        .map_err(|_| format!("{text:?} is not a date (2026-11-01) or an RFC 3339 time"))?;
-    let day = date
-        .and_hms_opt(0, 0, 0)
-        .context("midnight")
-        .map_err(|e| e.to_string())?
-        .and_utc();
-    Ok(if end_of_day {
-        day + chrono::Duration::days(1)
-    } else {
-        day
-    })
-}
-
-fn parse_from(text: &str) -> Result<DateTime<Utc>, String> {
-    parse_date_or_time(text, false)
-}
-
-fn parse_to(text: &str) -> Result<DateTime<Utc>, String> {
-    parse_date_or_time(text, true)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dates_cover_whole_days() {
-        let from = parse_from("2026-11-01").unwrap();
-        let to = parse_to("2026-11-01").unwrap();
-        assert_eq!(to - from, chrono::Duration::days(1));
-        assert_eq!(
-            parse_to("2026-11-01T10:00:00Z").unwrap(),
-            from + chrono::Duration::hours(10)
-        );
-        assert!(parse_from("yesterday").unwrap_err().contains("yesterday"));
-    }
 }

@@ -10,6 +10,7 @@
 //! - [`orgs`]: organizations (tenants) and their campaigns.
 //! - [`transcripts`]: transcripts and their segments as stored, saved and loaded per call.
 //! - [`flags`]: what a call's QA flags make of it (`flagged`).
+//! - [`dates`]: time bounds as people write them (a date or an RFC 3339 time).
 //! - [`cursors`]: where ingest polling resumes (watermark) and the calls it must look at again.
 //! - [`usage`]: what each lane spent per call (audio and device seconds, cost).
 //! - [`metrics`]: Prometheus counters and gauges, served on `/metrics`.
@@ -18,6 +19,7 @@
 
 pub mod credentials;
 pub mod cursors;
+pub mod dates;
 pub mod db;
 pub mod flags;
 pub mod maintenance;

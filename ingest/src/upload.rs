@@ -104,7 +104,7 @@ pub struct UploadOptions {
     pub org_id: Uuid,
     pub campaign_id: Option<Uuid>,
     pub priority: i16,
-    /// When the call happened; the file's modification time when not given.
+    /// When the call happened; the file's modification time (or now) when not given.
     pub started_at: Option<DateTime<Utc>>,
     pub max_bytes: u64,
 }
@@ -147,6 +147,39 @@ pub async fn enqueue_file(
         });
     }
     let body = Bytes::from(tokio::fs::read(path).await.map_err(read_error)?);
+    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+    let modified = metadata.modified().ok().map(DateTime::<Utc>::from);
+    enqueue_bytes(
+        client,
+        store,
+        &shown,
+        file_name.as_deref(),
+        body,
+        modified,
+        options,
+    )
+    .await
+}
+
+/// Stores one recording held in memory (an HTTP upload, a read file) and queues its call.
+/// `shown` names it in errors; `started_at` stands in when the options give no start time.
+pub async fn enqueue_bytes(
+    client: &impl GenericClient,
+    store: &dyn ObjectStore,
+    shown: &str,
+    file_name: Option<&str>,
+    body: Bytes,
+    started_at: Option<DateTime<Utc>>,
+    options: &UploadOptions,
+) -> Result<Uploaded, UploadError> {
+    let shown = shown.to_owned();
+    if body.len() as u64 > options.max_bytes {
+        return Err(UploadError::TooLarge {
+            path: shown,
+            size: body.len() as u64,
+            limit: options.max_bytes,
+        });
+    }
     if body.is_empty() {
         return Err(UploadError::Empty { path: shown });
     }
@@ -173,7 +206,7 @@ pub async fn enqueue_file(
 
     let started_at = options
         .started_at
-        .or_else(|| metadata.modified().ok().map(DateTime::<Utc>::from))
+        .or(started_at)
         .unwrap_or_else(Utc::now);
     let mut call = NewCall::new(options.org_id, Source::Upload, sha256.clone(), started_at);
     call.state = CallState::Downloaded;
@@ -183,9 +216,7 @@ pub async fn enqueue_file(
     call.sha256 = Some(sha256.clone());
     call.content_type = Some(container.content_type().to_owned());
     call.size_bytes = Some(body.len() as i64);
-    call.metadata = serde_json::json!({
-        "filename": path.file_name().map(|n| n.to_string_lossy().into_owned()),
-    });
+    call.metadata = serde_json::json!({ "filename": file_name });
     let enqueued = queue::enqueue(client, &call)
         .await
         .map_err(|source| UploadError::Queue {

@@ -74,6 +74,16 @@ enum Command {
     /// Managers' reports: `report daily --org ORG`.
     #[command(subcommand)]
     Report(crate::judge::ReportCommand),
+    /// The review API (`/api/v1`) and web UI (`/`): member tokens, one organization per
+    /// request under Postgres row-level security.
+    Serve(crate::serve::ServeArgs),
+    /// QA flags: `flags list` (filters; a table, JSON or CSV), `flags review ID` (confirm,
+    /// dismiss).
+    #[command(subcommand)]
+    Flags(crate::review::FlagsCommand),
+    /// Calls as reviewers see them: `calls show ID` (facts, transcript, flags).
+    #[command(subcommand)]
+    Calls(crate::review::CallsCommand),
     /// Look at and operate the call queue.
     #[command(subcommand)]
     Queue(QueueCommand),
@@ -115,6 +125,9 @@ enum OrgCommand {
     /// with CALLSCRIPT_CREDENTIALS_KEY.
     #[command(subcommand)]
     Credentials(CredentialsCommand),
+    /// An organization's members (admin, reviewer, viewer) and their API tokens.
+    #[command(subcommand)]
+    Members(crate::review::MembersCommand),
 }
 
 #[derive(Subcommand)]
@@ -215,6 +228,9 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Judge(args) => crate::judge::judge(&settings, args).await,
         Command::Rules(command) => crate::judge::rules(&settings, command).await,
         Command::Report(command) => crate::judge::report(&settings, command).await,
+        Command::Serve(args) => crate::serve::serve(&settings, args).await,
+        Command::Flags(command) => crate::review::flags(&settings, command).await,
+        Command::Calls(command) => crate::review::calls(&settings, command).await,
         Command::Transcribe(args) => crate::transcribe::run(args),
         Command::Bench(command) => crate::bench::run(&settings, command).await,
     }
@@ -337,6 +353,7 @@ async fn org(settings: &Settings, command: OrgCommand) -> Result<()> {
             );
         }
         OrgCommand::Credentials(command) => credentials_command(&**client, command).await?,
+        OrgCommand::Members(command) => crate::review::members(&**client, command).await?,
         OrgCommand::List => {
             for org in orgs::list(&**client).await? {
                 println!(

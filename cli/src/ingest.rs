@@ -12,7 +12,7 @@ pub(crate) use callscript_core::dates::{parse_from, parse_to};
 use callscript_ingest::livekit::{router, LiveKitIngest, WEBHOOK_PATH};
 use callscript_ingest::ringba::{AccountOutcome, PollConfig, RingbaLane};
 use callscript_ingest::vault::{VaultConfig, VaultLane};
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::net::TcpListener;

@@ -6,6 +6,8 @@ mod commands;
 mod doctor;
 mod ingest;
 mod judge;
+mod review;
+mod serve;
 mod transcribe;
 mod worker;
 

@@ -204,10 +204,7 @@ pub async fn enqueue_bytes(
             .map_err(store_error)?;
     }
 
-    let started_at = options
-        .started_at
-        .or(started_at)
-        .unwrap_or_else(Utc::now);
+    let started_at = options.started_at.or(started_at).unwrap_or_else(Utc::now);
     let mut call = NewCall::new(options.org_id, Source::Upload, sha256.clone(), started_at);
     call.state = CallState::Downloaded;
     call.campaign_id = options.campaign_id;

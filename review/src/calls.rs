@@ -52,8 +52,9 @@ impl Segment {
         let flag_ids = flags
             .iter()
             .filter(|f| {
-                f.start_ms
-                    .is_some_and(|at| at >= segment.start_ms && at < segment.end_ms.max(at + 1))
+                f.start_ms.is_some_and(|at| {
+                    at >= segment.start_ms && at < segment.end_ms.max(segment.start_ms + 1)
+                })
             })
             .map(|f| f.id)
             .collect();
@@ -141,6 +142,51 @@ pub fn clock(ms: i32) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use crate::flags::{Category, ReviewStatus, Severity};
+
+    #[test]
+    fn a_flag_belongs_to_the_segment_it_starts_in() {
+        let at = |start_ms: i32| FlagRow {
+            id: Uuid::from_u128(start_ms as u128),
+            call_id: Uuid::nil(),
+            org_slug: "a".into(),
+            campaign: None,
+            call_started_at: Utc::now(),
+            caller_number: None,
+            rule_id: "r".into(),
+            rulebook_version: "default@1".into(),
+            category: Category::Compliance,
+            severity: Severity::High,
+            evidence: String::new(),
+            start_ms: Some(start_ms),
+            end_ms: None,
+            speaker: None,
+            role: None,
+            review_status: ReviewStatus::Open,
+            reviewer: None,
+            reviewed_at: None,
+            note: None,
+            created_at: Utc::now(),
+        };
+        let flags = [at(0), at(3_500), at(4_000)];
+        let segment = |start_ms, end_ms| SegmentRecord {
+            start_ms,
+            end_ms,
+            speaker: None,
+            channel: None,
+            role: None,
+            text: String::new(),
+            avg_logprob: None,
+            no_speech_prob: None,
+        };
+        let ids = |s: Segment| s.flag_ids.iter().map(|id| id.as_u128()).collect::<Vec<_>>();
+        assert_eq!(ids(Segment::new(segment(0, 3_000), &flags)), [0]);
+        assert_eq!(ids(Segment::new(segment(4_000, 7_000), &flags)), [4_000]);
+        // A zero-length segment still holds a flag at its instant.
+        assert_eq!(ids(Segment::new(segment(4_000, 4_000), &flags)), [4_000]);
+    }
+
     #[test]
     fn clock() {
         assert_eq!(super::clock(0), "0:00");

@@ -1,115 +1,20 @@
 //! The review API against the real Postgres: tokens, roles, and row-level security keeping one
 //! organization's reviewers out of another's calls and flags.
 
+mod common;
+
 use std::sync::Arc;
 
-use bytes::Bytes;
-use callscript_core::model::{CallState, SpeakerRole};
-use callscript_core::queue;
+use callscript_core::model::CallState;
 use callscript_core::storage::{LocalDirStore, ObjectStore};
-use callscript_core::transcripts::{self, SegmentRecord, TranscriptRecord};
 use callscript_review::members::{self, Role};
 use callscript_server::{router, AppState};
-use callscript_testkit::{create_org, downloaded_call, wav_bytes, TestDatabase};
-use chrono::{TimeZone, Utc};
+use callscript_testkit::{create_org, wav_bytes, TestDatabase};
+use common::judged_call;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tokio_postgres::GenericClient;
 use uuid::Uuid;
-
-/// A judged call of `org` with a two-party transcript, its recording in `store`, and two
-/// flags; returns (call id, flag ids in order said).
-async fn judged_call(
-    client: &impl GenericClient,
-    store: &dyn ObjectStore,
-    org: Uuid,
-    id: &str,
-) -> (Uuid, Vec<Uuid>) {
-    let wav = wav_bytes(16_000, 1, &vec![0i16; 16_000]);
-    let key = format!("orgs/{org}/upload/{id}.wav");
-    store
-        .put(&key, Bytes::from(wav), "audio/wav")
-        .await
-        .unwrap();
-    let started = Utc.with_ymd_and_hms(2026, 11, 5, 15, 0, 0).unwrap();
-    let mut call = downloaded_call(org, id, started);
-    call.object_key = Some(key);
-    call.content_type = Some("audio/wav".into());
-    call.duration_ms = Some(12_000);
-    let call_id = queue::enqueue(client, &call).await.unwrap().call_id;
-    client
-        .execute(
-            "UPDATE core.calls SET state = 'judged', flagged = true WHERE id = $1",
-            &[&call_id],
-        )
-        .await
-        .unwrap();
-    let segment = |start_ms, end_ms, role: SpeakerRole, text: &str| SegmentRecord {
-        start_ms,
-        end_ms,
-        speaker: Some(
-            if role == SpeakerRole::Agent {
-                "SPEAKER_00"
-            } else {
-                "SPEAKER_01"
-            }
-            .into(),
-        ),
-        channel: None,
-        role: Some(role),
-        text: text.into(),
-        avg_logprob: None,
-        no_speech_prob: None,
-    };
-    transcripts::save(
-        client,
-        &TranscriptRecord {
-            call_id,
-            org_id: org,
-            model: "whisper-tiny.en".into(),
-            language: Some("en".into()),
-            text: "Hi, it's Sam. Stop calling me.".into(),
-            word_count: 6,
-            avg_logprob: None,
-            segments: vec![
-                segment(
-                    0,
-                    3_000,
-                    SpeakerRole::Agent,
-                    "Hi, it's Sam, guaranteed approval.",
-                ),
-                segment(4_000, 7_000, SpeakerRole::Customer, "Stop calling me."),
-            ],
-        },
-    )
-    .await
-    .unwrap();
-    let mut flags = Vec::new();
-    for (rule, severity, start_ms, evidence) in [
-        (
-            "prohibited-claim-approval",
-            "high",
-            0,
-            "guaranteed approval",
-        ),
-        ("do-not-call-request", "critical", 4_000, "Stop calling me"),
-    ] {
-        let flag: Uuid = client
-            .query_one(
-                "INSERT INTO core.qa_flags (call_id, org_id, rule_id, rulebook_version, category,
-                                            severity, evidence_text, start_ms, end_ms)
-                 VALUES ($1, $2, $3, 'default@1', 'compliance', $4::text::core.flag_severity,
-                         $5, $6, $6 + 3000)
-                 RETURNING id",
-                &[&call_id, &org, &rule, &severity, &evidence, &start_ms],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        flags.push(flag);
-    }
-    (call_id, flags)
-}
 
 struct Api {
     base: String,

@@ -13,11 +13,11 @@ use std::time::{Duration, Instant};
 
 use callscript_core::model::SpeakerRole;
 use callscript_core::queue::{self, NewCall};
-use callscript_core::transcripts::{self, SegmentRecord, TranscriptRecord};
+use callscript_core::transcripts::SegmentRecord;
 use callscript_judge::lane::{JudgeConfig, JudgeLane};
 use callscript_judge::lead::{assess, CallFacts};
 use callscript_judge::Rulebook;
-use callscript_testkit::{create_org, downloaded_call, TestDatabase};
+use callscript_testkit::{create_org, downloaded_call, save_transcript, TestDatabase};
 use chrono::Utc;
 
 const AGENT_LINES: &[&str] = &[
@@ -118,26 +118,7 @@ async fn lane(calls: usize) {
         new.duration_ms = Some(SEGMENTS_PER_CALL as i32 * SEGMENT_MS);
         let call_id = queue::enqueue(&**client, &new).await.unwrap().call_id;
         let segments = conversation(call);
-        let text = segments
-            .iter()
-            .map(|s| s.text.as_str())
-            .collect::<Vec<_>>()
-            .join(" ");
-        transcripts::save(
-            &**client,
-            &TranscriptRecord {
-                call_id,
-                org_id: org,
-                model: "bench".into(),
-                language: Some("en".into()),
-                word_count: text.split_whitespace().count() as i32,
-                text,
-                avg_logprob: None,
-                segments,
-            },
-        )
-        .await
-        .unwrap();
+        save_transcript(&**client, call_id, org, segments).await;
     }
     client
         .execute(

@@ -4,16 +4,26 @@ use std::process::Command;
 
 use callscript_testkit::TestDatabase;
 
-fn callscript(args: &[&str]) -> (bool, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_callscript"))
-        .args(args)
-        .output()
-        .unwrap();
+/// Runs the binary (against `db` when given): (success, stdout, stderr).
+fn run(db: Option<&TestDatabase>, args: &[&str]) -> (bool, String, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_callscript"));
+    if let Some(db) = db {
+        command.env("DATABASE_URL", &db.url.url);
+    }
+    let output = command.args(args).output().unwrap();
     (
         output.status.success(),
         String::from_utf8_lossy(&output.stdout).into_owned(),
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
+}
+
+fn callscript(args: &[&str]) -> (bool, String, String) {
+    run(None, args)
+}
+
+fn callscript_on(db: &TestDatabase, args: &[&str]) -> (bool, String, String) {
+    run(Some(db), args)
 }
 
 #[test]
@@ -39,20 +49,6 @@ fn rules_check_names_each_problem_with_its_line() {
     assert!(stderr.contains("broken.toml"), "{stderr}");
     assert!(stderr.contains("line 7"), "the kind's line: {stderr}");
     assert!(stderr.contains("shout"), "{stderr}");
-}
-
-/// Runs the binary against `db`: (success, stdout, stderr).
-fn callscript_on(db: &TestDatabase, args: &[&str]) -> (bool, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_callscript"))
-        .env("DATABASE_URL", &db.url.url)
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

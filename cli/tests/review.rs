@@ -6,9 +6,9 @@ use std::process::Command;
 use callscript_core::model::{Source, SpeakerRole};
 use callscript_core::orgs;
 use callscript_core::queue;
-use callscript_core::transcripts::{self, SegmentRecord, TranscriptRecord};
+use callscript_core::transcripts::SegmentRecord;
 use callscript_review::members::{self, Role};
-use callscript_testkit::{create_org, downloaded_call, TestDatabase};
+use callscript_testkit::{create_org, downloaded_call, save_transcript, TestDatabase};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use tokio_postgres::GenericClient;
@@ -96,26 +96,7 @@ async fn judged_call(
         )
         .await
         .unwrap();
-    let text = segments
-        .iter()
-        .map(|s| s.text.as_str())
-        .collect::<Vec<_>>()
-        .join(" ");
-    transcripts::save(
-        client,
-        &TranscriptRecord {
-            call_id,
-            org_id: org,
-            model: "whisper-tiny.en".into(),
-            language: Some("en".into()),
-            word_count: text.split_whitespace().count() as i32,
-            text,
-            avg_logprob: Some(-0.2),
-            segments,
-        },
-    )
-    .await
-    .unwrap();
+    save_transcript(client, call_id, org, segments).await;
     call_id
 }
 

@@ -6,7 +6,7 @@ use crate::{redact_payment_cards, Category, Finding, Rulebook, Severity, Speaker
 
 /// A segment from `start` to `end` seconds by "agent" (SPEAKER_00, channel 0), "customer"
 /// (SPEAKER_01, channel 1) or "?" (not diarized).
-fn seg(start: f64, end: f64, who: &str, text: &str) -> SegmentRecord {
+pub(crate) fn seg(start: f64, end: f64, who: &str, text: &str) -> SegmentRecord {
     let (speaker, channel, role) = match who {
         "agent" => (Some("SPEAKER_00"), Some(0), Some(SpeakerRole::Agent)),
         "customer" => (Some("SPEAKER_01"), Some(1), Some(SpeakerRole::Customer)),

@@ -9,6 +9,7 @@ use callscript_core::db::{connect_one, connect_pool, DatabaseUrl};
 use callscript_core::migrate::migrate;
 use callscript_core::model::Source;
 use callscript_core::queue::NewCall;
+use callscript_core::transcripts::{self, SegmentRecord, TranscriptRecord};
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use tokio_postgres::GenericClient;
@@ -123,6 +124,36 @@ pub fn downloaded_call(org_id: Uuid, external_id: &str, started_at: DateTime<Utc
     call.state = callscript_core::model::CallState::Downloaded;
     call.object_key = Some(format!("test/{external_id}.wav"));
     call
+}
+
+/// Stores `segments` as the call's transcript (its text the segments' texts joined, as the
+/// worker writes it), replacing any earlier one.
+pub async fn save_transcript(
+    client: &impl GenericClient,
+    call_id: Uuid,
+    org_id: Uuid,
+    segments: Vec<SegmentRecord>,
+) {
+    let text = segments
+        .iter()
+        .map(|s| s.text.as_str())
+        .collect::<Vec<_>>()
+        .join(" ");
+    transcripts::save(
+        client,
+        &TranscriptRecord {
+            call_id,
+            org_id,
+            model: "whisper-tiny.en".into(),
+            language: Some("en".into()),
+            word_count: text.split_whitespace().count() as i32,
+            text,
+            avg_logprob: Some(-0.2),
+            segments,
+        },
+    )
+    .await
+    .expect("save the transcript");
 }
 
 /// Inserts `count` downloaded calls for an org in one statement (fast setup for large queues):

@@ -4,27 +4,7 @@ use chrono::{NaiveDateTime, TimeZone};
 use chrono_tz::America::New_York;
 
 use super::*;
-
-/// A segment from `start` to `end` seconds by "agent" (SPEAKER_00, channel 0), "customer"
-/// (SPEAKER_01, channel 1) or "?" (not diarized).
-fn seg(start: f64, end: f64, who: &str, text: &str) -> SegmentRecord {
-    let (speaker, channel, role) = match who {
-        "agent" => (Some("SPEAKER_00"), Some(0), Some(SpeakerRole::Agent)),
-        "customer" => (Some("SPEAKER_01"), Some(1), Some(SpeakerRole::Customer)),
-        "?" => (None, None, None),
-        other => panic!("no party {other}"),
-    };
-    SegmentRecord {
-        start_ms: (start * 1000.0).round() as i32,
-        end_ms: (end * 1000.0).round() as i32,
-        speaker: speaker.map(str::to_owned),
-        channel,
-        role,
-        text: format!(" {text}"),
-        avg_logprob: Some(-0.2),
-        no_speech_prob: Some(0.01),
-    }
-}
+use crate::tests::seg;
 
 /// Thursday 5 November 2026, 15:00 in New York.
 fn started_at() -> DateTime<Tz> {

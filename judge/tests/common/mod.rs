@@ -6,9 +6,9 @@
 use callscript_core::model::SpeakerRole;
 use callscript_core::queue;
 use callscript_core::queue::NewCall;
-use callscript_core::transcripts::{self, SegmentRecord, TranscriptRecord};
+use callscript_core::transcripts::SegmentRecord;
 use callscript_judge::lane::{JudgeConfig, JudgeLane};
-use callscript_testkit::{downloaded_call, TestDatabase};
+use callscript_testkit::{downloaded_call, save_transcript, TestDatabase};
 use chrono::Utc;
 use tokio_postgres::GenericClient;
 use uuid::Uuid;
@@ -57,26 +57,7 @@ pub async fn transcribed(
         )
         .await
         .unwrap();
-    let text = segments
-        .iter()
-        .map(|s| s.text.as_str())
-        .collect::<Vec<_>>()
-        .join(" ");
-    transcripts::save(
-        client,
-        &TranscriptRecord {
-            call_id,
-            org_id: org,
-            model: "whisper-tiny.en".into(),
-            language: Some("en".into()),
-            word_count: text.split_whitespace().count() as i32,
-            text,
-            avg_logprob: Some(-0.2),
-            segments,
-        },
-    )
-    .await
-    .unwrap();
+    save_transcript(client, call_id, org, segments).await;
     call_id
 }
 

@@ -4,8 +4,8 @@ use bytes::Bytes;
 use callscript_core::model::SpeakerRole;
 use callscript_core::queue;
 use callscript_core::storage::ObjectStore;
-use callscript_core::transcripts::{self, SegmentRecord, TranscriptRecord};
-use callscript_testkit::{downloaded_call, wav_bytes};
+use callscript_core::transcripts::SegmentRecord;
+use callscript_testkit::{downloaded_call, save_transcript, wav_bytes};
 use chrono::{TimeZone, Utc};
 use tokio_postgres::GenericClient;
 use uuid::Uuid;
@@ -51,43 +51,35 @@ pub async fn judged_call(
         avg_logprob: None,
         no_speech_prob: None,
     };
-    transcripts::save(
+    save_transcript(
         client,
-        &TranscriptRecord {
-            call_id,
-            org_id: org,
-            model: "whisper-tiny.en".into(),
-            language: Some("en".into()),
-            text: "Hi, it's Sam, guaranteed approval. Stop calling me <b>now</b>. Sorry to bother you.".into(),
-            word_count: 13,
-            avg_logprob: None,
-            segments: vec![
-                segment(
-                    0,
-                    3_000,
-                    "SPEAKER_00",
-                    SpeakerRole::Agent,
-                    "Hi, it's Sam, guaranteed approval.",
-                ),
-                segment(
-                    4_000,
-                    7_000,
-                    "SPEAKER_01",
-                    SpeakerRole::Customer,
-                    "Stop calling me <b>now</b>.",
-                ),
-                segment(
-                    8_000,
-                    10_000,
-                    "SPEAKER_00",
-                    SpeakerRole::Agent,
-                    "Sorry to bother you.",
-                ),
-            ],
-        },
+        call_id,
+        org,
+        vec![
+            segment(
+                0,
+                3_000,
+                "SPEAKER_00",
+                SpeakerRole::Agent,
+                "Hi, it's Sam, guaranteed approval.",
+            ),
+            segment(
+                4_000,
+                7_000,
+                "SPEAKER_01",
+                SpeakerRole::Customer,
+                "Stop calling me <b>now</b>.",
+            ),
+            segment(
+                8_000,
+                10_000,
+                "SPEAKER_00",
+                SpeakerRole::Agent,
+                "Sorry to bother you.",
+            ),
+        ],
     )
-    .await
-    .unwrap();
+    .await;
     let mut flags = [Uuid::nil(); 2];
     for (flag, (rule, severity, start_ms, evidence)) in flags.iter_mut().zip([
         (

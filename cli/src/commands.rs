@@ -74,6 +74,9 @@ enum Command {
     /// Managers' reports: `report daily --org ORG`.
     #[command(subcommand)]
     Report(crate::judge::ReportCommand),
+    /// Run the delivery lane: send the outbox's alerts (critical flags, hot leads) to each
+    /// organization's channels, with retries; until SIGTERM/SIGINT or, with --until-idle, idle.
+    Notify(crate::notify::NotifyArgs),
     /// The review API (`/api/v1`) and web UI (`/`): member tokens, one organization per
     /// request under Postgres row-level security.
     Serve(crate::serve::ServeArgs),
@@ -128,6 +131,9 @@ enum OrgCommand {
     /// An organization's members (admin, reviewer, viewer) and their API tokens.
     #[command(subcommand)]
     Members(crate::review::MembersCommand),
+    /// Where alerts go: Slack and signed-webhook channels and which events each gets.
+    #[command(subcommand)]
+    Notify(crate::notify::ChannelCommand),
 }
 
 #[derive(Subcommand)]
@@ -229,6 +235,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Rules(command) => crate::judge::rules(&settings, command).await,
         Command::Report(command) => crate::judge::report(&settings, command).await,
         Command::Serve(args) => crate::serve::serve(&settings, args).await,
+        Command::Notify(args) => crate::notify::notify(&settings, args).await,
         Command::Flags(command) => crate::review::flags(&settings, command).await,
         Command::Calls(command) => crate::review::calls(&settings, command).await,
         Command::Transcribe(args) => crate::transcribe::run(args),
@@ -354,6 +361,7 @@ async fn org(settings: &Settings, command: OrgCommand) -> Result<()> {
         }
         OrgCommand::Credentials(command) => credentials_command(&**client, command).await?,
         OrgCommand::Members(command) => crate::review::members(&**client, command).await?,
+        OrgCommand::Notify(command) => crate::notify::channels_command(&pool, command).await?,
         OrgCommand::List => {
             for org in orgs::list(&**client).await? {
                 println!(
@@ -364,6 +372,20 @@ async fn org(settings: &Settings, command: OrgCommand) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A secret from standard input (never from the command line, where shells and process lists
+/// keep it), without its final newline; `example` shows how to pipe one in.
+pub fn read_secret(example: &str) -> Result<String> {
+    let mut secret = String::new();
+    std::io::stdin()
+        .read_to_string(&mut secret)
+        .context("reading the secret from standard input")?;
+    let secret = secret.trim_end_matches(['\r', '\n']);
+    if secret.is_empty() {
+        bail!("no secret on standard input ({example})");
+    }
+    Ok(secret.to_owned())
 }
 
 async fn credentials_command(
@@ -380,14 +402,9 @@ async fn credentials_command(
         } => {
             let key = CredentialKey::from_env()?;
             let org = orgs::by_slug(client, &org).await?;
-            let mut secret = String::new();
-            std::io::stdin()
-                .read_to_string(&mut secret)
-                .context("reading the secret from standard input")?;
-            let secret = secret.trim_end_matches(['\r', '\n']);
-            if secret.is_empty() {
-                bail!("no secret on standard input (e.g. `printenv RINGBA_TOKEN | callscript org credentials set ...`)");
-            }
+            let secret =
+                read_secret("e.g. `printenv RINGBA_TOKEN | callscript org credentials set ...`")?;
+            let secret = secret.as_str();
             let spec = CredentialSpec {
                 kind: &kind,
                 label: &label,

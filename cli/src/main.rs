@@ -6,6 +6,7 @@ mod commands;
 mod doctor;
 mod ingest;
 mod judge;
+mod notify;
 mod review;
 mod serve;
 mod transcribe;

@@ -38,6 +38,7 @@ pub const MIGRATIONS: &[Migration] = migrations![
     "0007_crm.sql",
     "0008_ingest.sql",
     "0009_judge_crm.sql",
+    "0010_notifications.sql",
 ];
 
 impl Migration {

@@ -34,6 +34,8 @@ async fn seed_every_table(client: &impl GenericClient, org: Uuid, tag: &str) {
                     VALUES ('{org}', 'ringba', now()) RETURNING 1),
          notification AS (INSERT INTO core.notifications (org_id, event_kind, dedup_key, channel, payload)
                           VALUES ('{org}', 'flag', 'flag-{tag}', 'slack', '{{}}') RETURNING 1),
+         channel AS (INSERT INTO core.notification_channels (org_id, name, kind)
+                     VALUES ('{org}', 'slack', 'slack') RETURNING 1),
          lead AS (INSERT INTO crm.leads (org_id, lead_source, phone_number, interest_score, temperature)
                   VALUES ('{org}', 'ringba', '+1555000{tag}', 80, 'hot') RETURNING id),
          communication AS (INSERT INTO crm.lead_communications (org_id, lead_id, call_id, occurred_at)
@@ -88,7 +90,7 @@ async fn the_api_role_reads_no_row_of_another_org_from_any_tenant_table() {
     seed_every_table(&**client, org_b, "2").await;
 
     let tables = tenant_tables(&**client).await;
-    assert_eq!(tables.len(), 18, "{tables:?}");
+    assert_eq!(tables.len(), 19, "{tables:?}");
     for (table, _, forced) in &tables {
         assert!(forced, "{table} does not force row-level security");
     }

@@ -72,6 +72,10 @@ pub struct CrmOutcome {
     /// Pending follow-ups cancelled by a do-not-call request.
     pub cancelled: usize,
     pub conversions: usize,
+    /// The lead was not hot before this call and is now: sales are told (the outbox).
+    pub turned_hot: bool,
+    /// When the first follow-up planned for this call is due.
+    pub follow_up_due: Option<DateTime<Utc>>,
 }
 
 /// A follow-up the call asks for.
@@ -233,14 +237,28 @@ pub async fn record_call(
     write_communication(client, call, lead_id, transcript, assessment, &outcome).await?;
     write_actions(client, call, lead_id, &actions).await?;
     write_conversions(client, call, lead_id, &conversions).await?;
+    let hot_before = is_hot(client, lead_id).await?;
     update_lead(client, lead_id).await?;
+    let turned_hot = !hot_before && is_hot(client, lead_id).await?;
     Ok(CrmOutcome {
         lead_id,
         new_lead,
         actions: actions.len(),
         cancelled,
         conversions: conversions.len(),
+        turned_hot,
+        follow_up_due: actions.first().map(|a| a.due_at),
     })
+}
+
+async fn is_hot(client: &impl GenericClient, lead_id: Uuid) -> Result<bool, DbError> {
+    Ok(client
+        .query_one(
+            "SELECT temperature IS NOT DISTINCT FROM 'hot' FROM crm.leads WHERE id = $1",
+            &[&lead_id],
+        )
+        .await?
+        .get(0))
 }
 
 /// What came of the call, for the communication's `outcome`: the conversion, else the

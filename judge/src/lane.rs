@@ -25,6 +25,7 @@ use crate::flags::replace_machine_flags;
 use crate::lead::{assess, Temperature};
 use crate::rulebook_store::{self, RulebookStoreError};
 use crate::{redact_payment_cards, Rulebook};
+use callscript_notify::{enqueue_compliance_flags, enqueue_event, Event};
 
 #[derive(Debug, Clone)]
 pub struct JudgeConfig {
@@ -69,6 +70,8 @@ pub struct JudgeReport {
     pub actions: usize,
     pub cancelled: usize,
     pub conversions: usize,
+    /// Messages queued in the outbox (critical flags, hot leads) for `callscript notify`.
+    pub notifications: usize,
 }
 
 impl JudgeReport {
@@ -84,6 +87,7 @@ impl JudgeReport {
         self.actions += other.actions;
         self.cancelled += other.cancelled;
         self.conversions += other.conversions;
+        self.notifications += other.notifications;
     }
 }
 
@@ -215,6 +219,25 @@ impl JudgeLane {
             timezone,
         )
         .await?;
+        // Told in the transaction of the facts, so a rolled-back judgement tells nobody.
+        let mut notifications =
+            enqueue_compliance_flags(&*transaction, call.org_id, call.id).await?;
+        if crm.turned_hot {
+            let hot = Event::HotLead {
+                lead_id: crm.lead_id,
+                call_id: call.id,
+                phone: call
+                    .caller_number
+                    .clone()
+                    .unwrap_or_else(|| "(no number)".into()),
+                score: assessment.score,
+                follow_up_due: crm
+                    .follow_up_due
+                    .map(|due| due.with_timezone(&timezone).fixed_offset()),
+                summary: assessment.summary.clone(),
+            };
+            notifications += enqueue_event(&*transaction, call.org_id, &hot).await?;
+        }
         transaction.commit().await.map_err(DbError::from)?;
         Ok(Some(JudgeReport {
             judged: 1,
@@ -226,6 +249,7 @@ impl JudgeLane {
             actions: crm.actions,
             cancelled: crm.cancelled,
             conversions: crm.conversions,
+            notifications,
             ..JudgeReport::default()
         }))
     }

@@ -474,3 +474,94 @@ async fn a_do_not_call_request_cancels_follow_ups_and_marks_the_lead() {
     assert_eq!(daily.leads.do_not_call, 1);
     assert!(daily.actions.is_empty());
 }
+
+#[tokio::test]
+async fn critical_flags_and_leads_turning_hot_are_queued_for_alerts_once() {
+    use callscript_core::credentials::{CredentialKey, Secret};
+    use callscript_notify::channels::{self, Routing, Target};
+
+    let db = TestDatabase::new(4).await;
+    let client = db.client().await;
+    let org = new_york_org(&**client).await;
+    let key = CredentialKey::from_base64(&format!("{}A=", "B".repeat(42))).unwrap();
+    // Compliance gets flags from high up; sales only hot leads.
+    for (name, routing) in [
+        (
+            "compliance",
+            Routing {
+                event_kinds: vec![callscript_notify::EventKind::Flag],
+                ..Routing::default()
+            },
+        ),
+        (
+            "sales",
+            Routing {
+                event_kinds: vec![callscript_notify::EventKind::HotLead],
+                ..Routing::default()
+            },
+        ),
+    ] {
+        channels::save(
+            &**client,
+            &key,
+            org,
+            name,
+            &routing,
+            &Target::Webhook {
+                url: format!("http://127.0.0.1:9/{name}"),
+                signing_secret: Secret::new("whsec_test"),
+            },
+        )
+        .await
+        .unwrap();
+    }
+    call_from(
+        &**client,
+        org,
+        "buyer",
+        "+15550001",
+        new_york(11, 0),
+        json!({}),
+        buyer(),
+    )
+    .await;
+    call_from(
+        &**client,
+        org,
+        "dnc",
+        "+15550002",
+        new_york(12, 0),
+        json!({}),
+        stop_calling(),
+    )
+    .await;
+    let report = lane(&db).run_batch().await.unwrap().unwrap();
+    assert_eq!(report.notifications, 2, "{report:?}");
+    let queued = || async {
+        client
+            .query(
+                "SELECT channel, event_kind, dedup_key FROM core.notifications ORDER BY 1, 2",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| (row.get::<_, String>(0), row.get::<_, String>(1)))
+            .collect::<Vec<_>>()
+    };
+    // The do-not-call request (high) to compliance; the buyer turning hot to sales.
+    assert_eq!(
+        queued().await,
+        [
+            ("compliance".to_owned(), "flag".to_owned()),
+            ("sales".to_owned(), "hot_lead".to_owned()),
+        ]
+    );
+    // Judged again: the lead was already hot and the flag already told.
+    queue::redo(&**client, Lane::Judge, Some(org))
+        .await
+        .unwrap();
+    let again = lane(&db).run_batch().await.unwrap().unwrap();
+    assert_eq!(again.notifications, 0);
+    assert_eq!(queued().await.len(), 2);
+}

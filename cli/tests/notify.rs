@@ -1,0 +1,156 @@
+//! `callscript org notify …` and `callscript notify` as a user runs them: a signed webhook
+//! channel, a queued alert delivered to a loopback receiver, the signature checked.
+
+mod common;
+
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+
+use axum::body::Bytes;
+use axum::http::HeaderMap;
+use axum::routing::post;
+use axum::Router;
+use callscript_core::model::{Category, Severity};
+use callscript_notify::deliver::verify_signature;
+use callscript_notify::{enqueue_event, Event};
+use callscript_testkit::vendors::LoopbackServer;
+use callscript_testkit::{create_org, TestDatabase};
+use chrono::Utc;
+use uuid::Uuid;
+
+const KEY: &str = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
+
+fn callscript(db: &TestDatabase, args: &[&str], stdin: &str) -> (bool, String, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_callscript"));
+    command
+        .env("DATABASE_URL", &db.url.url)
+        .env("CALLSCRIPT_CREDENTIALS_KEY", KEY)
+        .env("CALLSCRIPT_PUBLIC_URL", "https://review.example")
+        .args(args);
+    let output = common::output_with_stdin(&mut command, stdin);
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+type Received = Arc<Mutex<Vec<(HeaderMap, Bytes)>>>;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_channel_receives_a_signed_alert() {
+    let db = TestDatabase::new(2).await;
+    let org = create_org(&**db.client().await, "acme").await;
+    let received: Received = Arc::default();
+    let sink = received.clone();
+    let receiver = LoopbackServer::start(Router::new().route(
+        "/hook",
+        post(move |headers: HeaderMap, body: Bytes| {
+            let sink = sink.clone();
+            async move {
+                sink.lock().unwrap().push((headers, body));
+                "ok"
+            }
+        }),
+    ))
+    .await;
+
+    let url = receiver.url("/hook");
+    let (ok, secret, stderr) = callscript(
+        &db,
+        &[
+            "org",
+            "notify",
+            "add",
+            "acme",
+            "compliance",
+            "--webhook",
+            &url,
+            "--generate-secret",
+            "--events",
+            "flag",
+            "--min-severity",
+            "critical",
+        ],
+        "",
+    );
+    assert!(ok, "{stderr}");
+    let secret = secret.lines().last().unwrap().trim().to_owned();
+    assert!(secret.starts_with("whsec_"), "{secret}");
+    let (ok, listed, _) = callscript(&db, &["org", "notify", "list", "acme"], "");
+    assert!(ok);
+    assert!(
+        listed.contains("compliance") && listed.contains("critical"),
+        "{listed}"
+    );
+    let (ok, _, stderr) = callscript(
+        &db,
+        &["org", "notify", "add", "acme", "BAD NAME", "--slack"],
+        "https://hooks.slack.com/services/T/B/X",
+    );
+    assert!(!ok);
+    assert!(stderr.contains("channel name"), "{stderr}");
+
+    // A critical flag is queued (as the judge does, in its transaction); a high one is not
+    // routed to this channel.
+    let client = db.client().await;
+    let flag = |severity| Event::Flag {
+        call_id: Uuid::new_v4(),
+        flag_id: None,
+        rule_id: "payment-card-spoken".into(),
+        category: Category::Compliance,
+        severity,
+        evidence: "my card is [card ending 1111]".into(),
+        start_ms: Some(4_000),
+        speaker: Some("customer".into()),
+    };
+    assert_eq!(
+        enqueue_event(&**client, org, &flag(Severity::Critical))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        enqueue_event(&**client, org, &flag(Severity::High))
+            .await
+            .unwrap(),
+        0
+    );
+
+    let (ok, stdout, stderr) = callscript(&db, &["notify", "--until-idle"], "");
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("1 delivered"), "{stdout}");
+    let received = received.lock().unwrap().clone();
+    assert_eq!(received.len(), 1);
+    let (headers, body) = &received[0];
+    let header = |name: &str| headers[name].to_str().unwrap().to_owned();
+    let timestamp = header("x-callscript-timestamp");
+    let signature = header("x-callscript-signature");
+    assert!(verify_signature(
+        &secret,
+        &timestamp,
+        &signature,
+        body,
+        Utc::now()
+    ));
+    assert!(!verify_signature(
+        &secret,
+        &timestamp,
+        &signature,
+        b"{}",
+        Utc::now()
+    ));
+    let text = String::from_utf8_lossy(body);
+    assert!(
+        text.contains("payment-card-spoken") && text.contains("https://review.example/calls/"),
+        "{text}"
+    );
+
+    // Nothing is sent twice; a removed channel is gone from the list.
+    let (ok, stdout, _) = callscript(&db, &["notify", "--until-idle"], "");
+    assert!(ok && stdout.contains("0 delivered"), "{stdout}");
+    let (ok, _, _) = callscript(&db, &["org", "notify", "remove", "acme", "compliance"], "");
+    assert!(ok);
+    let (_, listed, _) = callscript(&db, &["org", "notify", "list", "acme"], "");
+    assert!(!listed.contains("compliance"), "{listed}");
+}

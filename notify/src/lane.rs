@@ -1,0 +1,289 @@
+//! The delivery lane (`callscript notify`): claims due outbox rows, sends each to its channel,
+//! and settles it: delivered, retried later with exponential backoff and jitter, or
+//! dead-lettered once its attempts are spent.
+//!
+//! A batch's requests go out together (one slow receiver does not hold the others back), then
+//! their outcomes are written. Each claim is leased for longer than a request may take; a lane
+//! that dies mid-batch leaves its rows `sending`, and they are claimed again when the lease
+//! passes. Idle, the lane polls every second: the outbox is written by other lanes'
+//! transactions, and a second is what "seconds, not minutes" allows.
+
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
+use std::time::Duration;
+
+use callscript_core::credentials::{CredentialError, CredentialKey};
+use callscript_core::db::{DbError, Pool};
+use futures_util::future::join_all;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::channels::{self, Channel, ChannelError};
+use crate::deliver::{self, Notification, Outcome};
+use crate::outbox::{self, Claimed, Settled};
+use crate::Event;
+
+#[derive(Debug, Clone)]
+pub struct NotifyConfig {
+    pub batch_size: i64,
+    /// How long a claim is held; raised to `request_timeout` plus a margin if shorter, or a slow
+    /// request would outlive its lease and be sent twice.
+    pub lease_for: Duration,
+    /// How often an idle lane looks for due rows.
+    pub poll_interval: Duration,
+    /// The delay after a first failed attempt; it doubles with each one up to `backoff_max`.
+    pub backoff_min: Duration,
+    pub backoff_max: Duration,
+    /// The most one POST may take.
+    pub request_timeout: Duration,
+    /// Where the review UI is served (`CALLSCRIPT_PUBLIC_URL`), for links to call pages;
+    /// `None`: messages name the call instead.
+    pub public_url: Option<String>,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        Self {
+            batch_size: 32,
+            lease_for: Duration::from_secs(60),
+            poll_interval: Duration::from_secs(1),
+            backoff_min: Duration::from_secs(2),
+            backoff_max: Duration::from_secs(10 * 60),
+            request_timeout: Duration::from_secs(10),
+            public_url: None,
+        }
+    }
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NotifyReport {
+    pub delivered: usize,
+    /// Attempts that failed and will be retried.
+    pub retrying: usize,
+    /// Dead-lettered: attempts spent, or a channel that is gone or disabled.
+    pub failed: usize,
+    /// Settled by a later claim after this one's lease ran out: nothing written.
+    pub lost: usize,
+}
+
+impl NotifyReport {
+    fn add(&mut self, other: &NotifyReport) {
+        self.delivered += other.delivered;
+        self.retrying += other.retrying;
+        self.failed += other.failed;
+        self.lost += other.lost;
+    }
+
+    fn count(&mut self, settled: Settled) {
+        match settled {
+            Settled::Delivered => self.delivered += 1,
+            Settled::WillRetry { .. } => self.retrying += 1,
+            Settled::Failed => self.failed += 1,
+            Settled::LeaseLost => self.lost += 1,
+        }
+    }
+}
+
+pub struct NotifyLane {
+    pool: Pool,
+    key: CredentialKey,
+    http: reqwest::Client,
+    config: NotifyConfig,
+}
+
+/// What became of one claimed row's attempt.
+enum Step {
+    Delivered,
+    Retry {
+        error: String,
+        /// The receiver's `Retry-After`.
+        retry_after: Option<Duration>,
+    },
+    /// Nothing this row could ever be sent with: dead-letter it now.
+    Fail(String),
+}
+
+impl NotifyLane {
+    pub fn new(pool: Pool, key: CredentialKey, mut config: NotifyConfig) -> Self {
+        config.lease_for = config
+            .lease_for
+            .max(config.request_timeout + Duration::from_secs(5));
+        Self {
+            pool,
+            key,
+            http: callscript_ingest::http::client(config.request_timeout),
+            config,
+        }
+    }
+
+    /// Runs until `stop` turns true (after the batch in hand), or with `until_idle`, until no
+    /// row is due now (retries due later are left for the next run).
+    pub async fn run(
+        &self,
+        until_idle: bool,
+        mut stop: watch::Receiver<bool>,
+    ) -> Result<NotifyReport, DbError> {
+        let mut report = NotifyReport::default();
+        while !*stop.borrow() {
+            if let Some(batch) = self.run_batch().await? {
+                report.add(&batch);
+                continue;
+            }
+            if until_idle {
+                break;
+            }
+            // Jittered, so many idle lanes do not poll in step.
+            let wait = self
+                .config
+                .poll_interval
+                .mul_f64(rand::random_range(0.8..1.2));
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                // A dropped sender disables this branch instead of waking the loop forever.
+                Ok(()) = stop.changed() => {}
+            }
+        }
+        Ok(report)
+    }
+
+    /// Claims one batch and delivers it; `None` when nothing was due.
+    pub async fn run_batch(&self) -> Result<Option<NotifyReport>, DbError> {
+        let client = self.pool.get().await?;
+        let claimed =
+            outbox::claim(&**client, self.config.batch_size, self.config.lease_for).await?;
+        if claimed.is_empty() {
+            return Ok(None);
+        }
+        let mut channels: HashMap<(Uuid, &str), Result<Channel, ChannelError>> = HashMap::new();
+        for row in &claimed {
+            let key = (row.org_id, row.channel.as_str());
+            if let Entry::Vacant(entry) = channels.entry(key) {
+                let loaded = channels::load(&**client, &self.key, row.org_id, &row.channel).await;
+                if let Err(ChannelError::Db(e) | ChannelError::Credential(CredentialError::Db(e))) =
+                    loaded
+                {
+                    // Not the channel's fault: the rows come back when their lease passes.
+                    return Err(e);
+                }
+                entry.insert(loaded);
+            }
+        }
+        let steps = join_all(claimed.iter().map(|row| async {
+            let (channel, event) =
+                match sendable(row, &channels[&(row.org_id, row.channel.as_str())]) {
+                    Ok(sendable) => sendable,
+                    Err(step) => return step,
+                };
+            let notification = Notification {
+                org_id: row.org_id,
+                dedup_key: &row.dedup_key,
+                created_at: row.created_at,
+                event: &event,
+                link: deliver::link(self.config.public_url.as_deref(), &event),
+            };
+            match deliver::send(&self.http, &channel.target, &notification).await {
+                Outcome::Delivered => Step::Delivered,
+                Outcome::Retry { error, retry_after } => Step::Retry { error, retry_after },
+            }
+        }))
+        .await;
+
+        let mut report = NotifyReport::default();
+        for (row, step) in claimed.iter().zip(steps) {
+            let (settled, error) = match step {
+                Step::Delivered => (outbox::complete(&**client, row).await?, None),
+                Step::Retry { error, retry_after } => {
+                    // A receiver's own Retry-After wins over a shorter backoff, up to the cap.
+                    let delay = self
+                        .backoff(row.attempt)
+                        .max(retry_after.unwrap_or_default().min(self.config.backoff_max));
+                    (
+                        outbox::retry(&**client, row, &error, delay).await?,
+                        Some(error),
+                    )
+                }
+                Step::Fail(error) => (outbox::fail(&**client, row, &error).await?, Some(error)),
+            };
+            log(row, settled, error.as_deref());
+            report.count(settled);
+        }
+        Ok(Some(report))
+    }
+
+    fn backoff(&self, attempt: i32) -> Duration {
+        backoff(attempt, self.config.backoff_min, self.config.backoff_max)
+    }
+}
+
+/// The wait after failed attempt `attempt` (from 1): `min` doubled per earlier attempt,
+/// jittered by ±20 % so rows that failed together (a receiver's outage) do not come back
+/// together, kept within `min..=max`.
+fn backoff(attempt: i32, min: Duration, max: Duration) -> Duration {
+    let max = max.max(min);
+    let doublings = attempt.saturating_sub(1).clamp(0, 30);
+    min.saturating_mul(1 << doublings)
+        .min(max)
+        .mul_f64(rand::random_range(0.8..1.2))
+        .clamp(min, max)
+}
+
+/// The channel and event of a claimed row, or what to do with a row that cannot be sent now.
+fn sendable<'c>(
+    row: &Claimed,
+    channel: &'c Result<Channel, ChannelError>,
+) -> Result<(&'c Channel, Event), Step> {
+    let channel = match channel {
+        Ok(channel) if channel.routing.enabled => channel,
+        Ok(_) => return Err(Step::Fail(format!("channel {:?} is disabled", row.channel))),
+        // Sealed with another key: fixed by running with the right one, so worth retrying.
+        Err(e @ ChannelError::Credential(CredentialError::WrongKey { .. })) => {
+            return Err(Step::Retry {
+                error: e.to_string(),
+                retry_after: None,
+            })
+        }
+        Err(e) => return Err(Step::Fail(e.to_string())),
+    };
+    match serde_json::from_value::<Event>(row.payload.clone()) {
+        Ok(event) => Ok((channel, event)),
+        Err(e) => Err(Step::Fail(format!(
+            "the {} payload does not read: {e}",
+            row.event_kind
+        ))),
+    }
+}
+
+fn log(row: &Claimed, settled: Settled, error: Option<&str>) {
+    let (org, channel, key, attempt) = (row.org_id, &row.channel, &row.dedup_key, row.attempt);
+    let error = error.unwrap_or_default();
+    match settled {
+        Settled::Delivered => tracing::debug!(%org, channel, key, attempt, "delivered"),
+        Settled::WillRetry { at } => {
+            tracing::warn!(%org, channel, key, attempt, %at, error, "delivery failed; will retry")
+        }
+        Settled::Failed => {
+            tracing::warn!(%org, channel, key, attempt, error, "delivery dead-lettered")
+        }
+        Settled::LeaseLost => {
+            tracing::warn!(%org, channel, key, attempt, "lease lost while delivering")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_from_the_minimum_up_to_the_cap() {
+        let (min, max) = (Duration::from_secs(2), Duration::from_secs(600));
+        for _ in 0..100 {
+            assert!((min..=Duration::from_millis(2400)).contains(&backoff(1, min, max)));
+            let third = backoff(3, min, max);
+            assert!((Duration::from_millis(6400)..=Duration::from_millis(9600)).contains(&third));
+            assert!((Duration::from_secs(480)..=max).contains(&backoff(10, min, max)));
+            assert!((Duration::from_secs(480)..=max).contains(&backoff(i32::MAX, min, max)));
+        }
+    }
+}

@@ -1,0 +1,253 @@
+//! Notifications: alerts about calls (a compliance flag, a lead that turned hot) sent to each
+//! organization's channels (a Slack incoming webhook, a signed generic webhook).
+//!
+//! - [`outbox`]: events become `core.notifications` rows, one per routed channel, inside the
+//!   transaction of the fact that causes them (a rolled-back fact leaves no row); the delivery
+//!   lane claims, settles and dead-letters them.
+//! - [`channels`]: an organization's channels (`core.notification_channels`: which events and
+//!   severities go where) and their sealed secrets.
+//! - [`deliver`]: one notification to one channel over HTTP: the Slack blocks, the webhook
+//!   body and its HMAC-SHA256 signature (with the receiver's verification recipe).
+//! - [`lane`]: `callscript notify`, the loop that claims due rows and delivers them with
+//!   retries, backoff and a lease.
+//!
+//! Delivery is at least once: a sender that crashes after the receiver took a message but before
+//! it was marked delivered sends it again when its lease runs out. Every send of one
+//! notification carries the same delivery id (its dedup key), so a receiver drops repeats; the
+//! outbox itself never holds one event twice for a channel.
+
+pub mod channels;
+pub mod deliver;
+pub mod lane;
+pub mod outbox;
+
+use std::fmt;
+use std::str::FromStr;
+
+use callscript_core::model::{Category, Severity, UnknownLabel};
+use chrono::{DateTime, FixedOffset};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+pub use lane::{NotifyConfig, NotifyLane, NotifyReport};
+pub use outbox::{enqueue_compliance_flags, enqueue_event};
+
+/// What happened, as routed (`core.notification_channels.event_kinds`) and stored
+/// (`core.notifications.event_kind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    Flag,
+    HotLead,
+}
+
+impl EventKind {
+    pub const ALL: &'static [EventKind] = &[EventKind::Flag, EventKind::HotLead];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Flag => "flag",
+            EventKind::HotLead => "hot_lead",
+        }
+    }
+}
+
+impl fmt::Display for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for EventKind {
+    type Err = UnknownLabel;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        EventKind::ALL
+            .iter()
+            .copied()
+            .find(|kind| kind.as_str() == s)
+            .ok_or_else(|| UnknownLabel {
+                kind: "EventKind",
+                value: s.to_owned(),
+                expected: &["flag", "hot_lead"],
+            })
+    }
+}
+
+/// An event worth telling people about, stored as the row's `payload` (JSON with a `kind` tag)
+/// and rendered when it is delivered, so a message always uses the current public URL.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Event {
+    /// A QA flag the judge raised (the judge sends compliance flags only).
+    Flag {
+        call_id: Uuid,
+        /// The stored flag, for the link to it on the call page (`#flag-<id>`); `None` links to
+        /// the call.
+        flag_id: Option<Uuid>,
+        rule_id: String,
+        #[serde(with = "label")]
+        category: Category,
+        #[serde(with = "label")]
+        severity: Severity,
+        /// The words as stored (card numbers already cut to their last four digits).
+        evidence: String,
+        /// Where in the call it was said; `None` for findings about the whole call.
+        start_ms: Option<i32>,
+        /// Who said it: the role when known (agent, customer), else the speaker label.
+        speaker: Option<String>,
+    },
+    /// A lead that turned hot on this call.
+    HotLead {
+        lead_id: Uuid,
+        call_id: Uuid,
+        phone: String,
+        /// Interest, 0-100.
+        score: u8,
+        /// The follow-up the call planned, in the organization's time zone (its offset kept, so
+        /// the message shows the local time).
+        follow_up_due: Option<DateTime<FixedOffset>>,
+        summary: String,
+    },
+}
+
+impl Event {
+    pub fn kind(&self) -> EventKind {
+        match self {
+            Event::Flag { .. } => EventKind::Flag,
+            Event::HotLead { .. } => EventKind::HotLead,
+        }
+    }
+
+    /// The severity routing compares with a channel's minimum; `None`: routed whatever the
+    /// minimum.
+    pub fn severity(&self) -> Option<Severity> {
+        match self {
+            Event::Flag { severity, .. } => Some(*severity),
+            Event::HotLead { .. } => None,
+        }
+    }
+
+    pub fn call_id(&self) -> Uuid {
+        match self {
+            Event::Flag { call_id, .. } | Event::HotLead { call_id, .. } => *call_id,
+        }
+    }
+
+    /// What makes two events the same one, so it is queued once per channel however often its
+    /// cause is written again. A flag is its call, rule and time, not its row id: re-judging a
+    /// call replaces flag rows but must not alert again. A hot lead is the lead and the call
+    /// that made it hot. Sent as the `X-Callscript-Delivery` header, hence header-safe.
+    pub fn dedup_key(&self) -> String {
+        match self {
+            Event::Flag {
+                call_id,
+                rule_id,
+                start_ms,
+                ..
+            } => {
+                let at = start_ms.map_or_else(|| "call".to_owned(), |ms| ms.to_string());
+                format!("flag:{call_id}:{}:{at}", header_safe(rule_id))
+            }
+            Event::HotLead {
+                lead_id, call_id, ..
+            } => format!("hot_lead:{lead_id}:{call_id}"),
+        }
+    }
+}
+
+/// `text` with everything but ASCII letters, digits, `.`, `_` and `-` percent-encoded: rule ids
+/// are free text, header values are not.
+fn header_safe(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"._-".contains(&byte) {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// Serde for core's labelled enums, which serialize as their label but have no `Deserialize`.
+mod label {
+    use std::fmt::Display;
+    use std::str::FromStr;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<T: Display, S: Serializer>(
+        value: &T,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(value)
+    }
+
+    pub fn deserialize<'de, T, D>(deserializer: D) -> Result<T, D::Error>
+    where
+        T: FromStr,
+        T::Err: Display,
+        D: Deserializer<'de>,
+    {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flag(rule_id: &str, start_ms: Option<i32>) -> Event {
+        Event::Flag {
+            call_id: Uuid::nil(),
+            flag_id: Some(Uuid::new_v4()),
+            rule_id: rule_id.into(),
+            category: Category::Compliance,
+            severity: Severity::Critical,
+            evidence: "my card is ending 4242".into(),
+            start_ms,
+            speaker: Some("customer".into()),
+        }
+    }
+
+    #[test]
+    fn a_flag_is_the_same_event_whatever_its_row() {
+        let nil = Uuid::nil();
+        assert_eq!(
+            flag("card-number", Some(42_000)).dedup_key(),
+            format!("flag:{nil}:card-number:42000")
+        );
+        assert_eq!(
+            flag("card-number", Some(42_000)).dedup_key(),
+            flag("card-number", Some(42_000)).dedup_key()
+        );
+        assert_eq!(
+            flag("no disclosure/ä", None).dedup_key(),
+            format!("flag:{nil}:no%20disclosure%2F%C3%A4:call")
+        );
+    }
+
+    #[test]
+    fn events_survive_the_payload_column() {
+        let event = flag("card-number", Some(1));
+        let payload = serde_json::to_value(&event).unwrap();
+        assert_eq!(payload["kind"], "flag");
+        assert_eq!(payload["severity"], "critical");
+        assert_eq!(serde_json::from_value::<Event>(payload).unwrap(), event);
+        let due = DateTime::parse_from_rfc3339("2026-12-07T10:00:00-05:00").unwrap();
+        let lead = Event::HotLead {
+            lead_id: Uuid::new_v4(),
+            call_id: Uuid::new_v4(),
+            phone: "+15550100".into(),
+            score: 91,
+            follow_up_due: Some(due),
+            summary: "Asked about price.".into(),
+        };
+        let payload = serde_json::to_value(&lead).unwrap();
+        assert_eq!(payload["follow_up_due"], "2026-12-07T10:00:00-05:00");
+        assert_eq!(serde_json::from_value::<Event>(payload).unwrap(), lead);
+        assert_eq!("hot_lead".parse::<EventKind>().unwrap(), EventKind::HotLead);
+        assert!("hot".parse::<EventKind>().is_err());
+    }
+}

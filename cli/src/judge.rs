@@ -13,6 +13,7 @@ use chrono::{NaiveDate, Utc};
 use clap::{Args, Subcommand};
 
 use crate::commands::{default_worker_id, migrated_pool, org_id, pool, stop_on_signal, Settings};
+use crate::notify::print_report;
 
 #[derive(Args)]
 pub struct JudgeArgs {
@@ -36,6 +37,8 @@ pub struct JudgeArgs {
     /// Lease owner name (default HOST-PID).
     #[arg(long, env = "CALLSCRIPT_WORKER_ID")]
     worker_id: Option<String>,
+    #[command(flatten)]
+    alongside: crate::notify::AlongsideArgs,
 }
 
 #[derive(Subcommand)]
@@ -214,7 +217,19 @@ pub async fn judge(settings: &Settings, args: JudgeArgs) -> Result<()> {
             ..JudgeConfig::default()
         },
     };
-    let report = lane.run(args.until_idle, stop_on_signal()).await?;
+    let stop = stop_on_signal();
+    let mut delivery = args.alongside.lane(&lane.pool)?;
+    // Without --until-idle the delivery lane runs beside the judge until the signal; with it,
+    // after the judge, until the alerts it queued are out (or wait for a retry).
+    let beside = if args.until_idle {
+        None
+    } else {
+        delivery.take().map(|delivery| {
+            let stop = stop.clone();
+            tokio::spawn(async move { delivery.run(false, stop).await })
+        })
+    };
+    let report = lane.run(args.until_idle, stop.clone()).await?;
     println!(
         "judge: {} calls judged, {} flagged ({} flags), {} card numbers redacted, {} failed, {} \
          lost to the rescuer",
@@ -222,8 +237,19 @@ pub async fn judge(settings: &Settings, args: JudgeArgs) -> Result<()> {
     );
     println!(
         "crm: {} new leads, {} hot calls, {} follow-ups planned, {} cancelled by do-not-call \
-         requests, {} conversions",
-        report.new_leads, report.hot, report.actions, report.cancelled, report.conversions
+         requests, {} conversions; {} alerts queued",
+        report.new_leads,
+        report.hot,
+        report.actions,
+        report.cancelled,
+        report.conversions,
+        report.notifications
     );
+    if let Some(delivery) = delivery {
+        print_report(&delivery.run(true, stop).await?);
+    }
+    if let Some(beside) = beside {
+        print_report(&beside.await??);
+    }
     Ok(())
 }

@@ -6,7 +6,7 @@ use callscript_core::db::Pool;
 use callscript_core::model::Severity;
 use callscript_core::orgs;
 use callscript_notify::channels::{self, Routing, Target};
-use callscript_notify::{EventKind, NotifyConfig, NotifyLane};
+use callscript_notify::{EventKind, NotifyConfig, NotifyLane, NotifyReport};
 use clap::{Args, Subcommand};
 
 use crate::commands::{migrated_pool, read_secret, stop_on_signal, Settings};
@@ -22,6 +22,59 @@ pub struct NotifyArgs {
     /// Where the review UI is served, for links to call pages in messages.
     #[arg(long, env = "CALLSCRIPT_PUBLIC_URL")]
     public_url: Option<String>,
+}
+
+/// `judge --notify` and `serve --notify`: the delivery lane in the same process, so alerts
+/// leave within a second of their cause without running `callscript notify` beside it.
+#[derive(Args)]
+pub struct AlongsideArgs {
+    /// Also deliver the outbox's alerts from this process (as `callscript notify` does).
+    #[arg(long, env = "CALLSCRIPT_NOTIFY")]
+    notify: bool,
+    /// With --notify: where the review UI is served, for links in messages.
+    #[arg(long = "public-url", env = "CALLSCRIPT_PUBLIC_URL")]
+    notify_public_url: Option<String>,
+}
+
+impl AlongsideArgs {
+    /// The delivery lane when --notify was given.
+    pub fn lane(&self, pool: &Pool) -> Result<Option<NotifyLane>> {
+        if !self.notify {
+            return Ok(None);
+        }
+        let key = CredentialKey::from_env().context("--notify opens channel secrets")?;
+        Ok(Some(delivery_lane(
+            pool.clone(),
+            key,
+            NotifyConfig::default().batch_size,
+            self.notify_public_url.clone(),
+        )))
+    }
+}
+
+fn delivery_lane(
+    pool: Pool,
+    key: CredentialKey,
+    batch_size: i64,
+    public_url: Option<String>,
+) -> NotifyLane {
+    NotifyLane::new(
+        pool,
+        key,
+        NotifyConfig {
+            batch_size: batch_size.max(1),
+            public_url,
+            ..NotifyConfig::default()
+        },
+    )
+}
+
+/// Prints what a delivery lane did.
+pub fn print_report(report: &NotifyReport) {
+    println!(
+        "notify: {} delivered, {} to retry, {} failed, {} lost to an expired lease",
+        report.delivered, report.retrying, report.failed, report.lost
+    );
 }
 
 /// Routing options shared by `add` and `route`.
@@ -85,20 +138,8 @@ pub enum ChannelCommand {
 pub async fn notify(settings: &Settings, args: NotifyArgs) -> Result<()> {
     let key = CredentialKey::from_env()?;
     let (_, pool) = migrated_pool(settings, 4).await?;
-    let lane = NotifyLane::new(
-        pool,
-        key,
-        NotifyConfig {
-            batch_size: args.batch_size.max(1),
-            public_url: args.public_url,
-            ..NotifyConfig::default()
-        },
-    );
-    let report = lane.run(args.until_idle, stop_on_signal()).await?;
-    println!(
-        "notify: {} delivered, {} to retry, {} failed, {} lost to an expired lease",
-        report.delivered, report.retrying, report.failed, report.lost
-    );
+    let lane = delivery_lane(pool, key, args.batch_size, args.public_url);
+    print_report(&lane.run(args.until_idle, stop_on_signal()).await?);
     Ok(())
 }
 

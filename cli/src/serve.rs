@@ -8,6 +8,7 @@ use clap::Args;
 use tokio::net::TcpListener;
 
 use crate::commands::{migrated_pool, open_reachable_storage, stop_on_signal, Settings};
+use crate::notify::print_report;
 
 #[derive(Args)]
 pub struct ServeArgs {
@@ -20,6 +21,8 @@ pub struct ServeArgs {
     /// Database connections held for requests.
     #[arg(long, default_value_t = 16)]
     connections: usize,
+    #[command(flatten)]
+    alongside: crate::notify::AlongsideArgs,
 }
 
 pub async fn serve(settings: &Settings, args: ServeArgs) -> Result<()> {
@@ -30,17 +33,25 @@ pub async fn serve(settings: &Settings, args: ServeArgs) -> Result<()> {
         .with_context(|| format!("--listen {}", args.listen))?;
     let address = listener.local_addr()?;
     eprintln!("serve: review UI on http://{address}/ and API on http://{address}/api/v1");
+    let stop = stop_on_signal();
+    let beside = args.alongside.lane(&pool)?.map(|delivery| {
+        let stop = stop.clone();
+        tokio::spawn(async move { delivery.run(false, stop).await })
+    });
     let app = router(AppState {
         pool,
         store,
         max_upload_bytes: args.max_upload_mib.saturating_mul(1 << 20),
     });
-    let mut stop = stop_on_signal();
+    let mut stopped = stop.clone();
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
-            let _ = stop.wait_for(|stop| *stop).await;
+            let _ = stopped.wait_for(|stop| *stop).await;
         })
         .await
         .context("serving the review API")?;
+    if let Some(beside) = beside {
+        print_report(&beside.await??);
+    }
     Ok(())
 }

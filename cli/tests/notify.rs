@@ -37,6 +37,10 @@ fn callscript(db: &TestDatabase, args: &[&str], stdin: &str) -> (bool, String, S
 
 type Received = Arc<Mutex<Vec<(HeaderMap, Bytes)>>>;
 
+fn received_count(received: &Received) -> usize {
+    received.lock().unwrap().len()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_webhook_channel_receives_a_signed_alert() {
     let db = TestDatabase::new(2).await;
@@ -120,9 +124,9 @@ async fn a_webhook_channel_receives_a_signed_alert() {
     let (ok, stdout, stderr) = callscript(&db, &["notify", "--until-idle"], "");
     assert!(ok, "{stderr}");
     assert!(stdout.contains("1 delivered"), "{stdout}");
-    let received = received.lock().unwrap().clone();
-    assert_eq!(received.len(), 1);
-    let (headers, body) = &received[0];
+    let first = received.lock().unwrap().clone();
+    assert_eq!(first.len(), 1);
+    let (headers, body) = &first[0];
     let header = |name: &str| headers[name].to_str().unwrap().to_owned();
     let timestamp = header("x-callscript-timestamp");
     let signature = header("x-callscript-signature");
@@ -146,9 +150,40 @@ async fn a_webhook_channel_receives_a_signed_alert() {
         "{text}"
     );
 
-    // Nothing is sent twice; a removed channel is gone from the list.
+    // Nothing is sent twice.
     let (ok, stdout, _) = callscript(&db, &["notify", "--until-idle"], "");
     assert!(ok && stdout.contains("0 delivered"), "{stdout}");
+
+    // `serve --notify` delivers beside the API, within seconds of the alert being queued.
+    let listen = common::free_loopback_addr();
+    let objects = tempfile::tempdir().unwrap();
+    let mut server = Command::new(env!("CARGO_BIN_EXE_callscript"))
+        .env("DATABASE_URL", &db.url.url)
+        .env("CALLSCRIPT_CREDENTIALS_KEY", KEY)
+        .env("CALLSCRIPT_STORAGE", objects.path())
+        .args(["serve", "--notify", "--listen", &listen])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut second = flag(Severity::Critical);
+    if let Event::Flag { rule_id, .. } = &mut second {
+        *rule_id = "ssn-spoken".into();
+    }
+    assert_eq!(enqueue_event(&**client, org, &second).await.unwrap(), 1);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while received_count(&received) < 2 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    common::terminate(&server);
+    assert!(server.wait().unwrap().success(), "serve exits 0 on SIGTERM");
+    assert_eq!(
+        received_count(&received),
+        2,
+        "serve --notify delivered the second alert"
+    );
+
+    // A removed channel is gone from the list.
     let (ok, _, _) = callscript(&db, &["org", "notify", "remove", "acme", "compliance"], "");
     assert!(ok);
     let (_, listed, _) = callscript(&db, &["org", "notify", "list", "acme"], "");

@@ -131,6 +131,7 @@ async fn lane(calls: usize) {
         pool: db.pool.clone(),
         database_url: db.url.clone(),
         rulebook: None,
+        brain: None,
         config: JudgeConfig::default(),
     };
     let (_stop, stop) = tokio::sync::watch::channel(false);

@@ -2,9 +2,12 @@
 //! rulebooks) and `callscript report daily`.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
+use callscript_core::credentials::Secret;
 use callscript_core::orgs;
+use callscript_judge::brain::{Brain, BrainConfig, Prices};
 use callscript_judge::lane::{JudgeConfig, JudgeLane};
 use callscript_judge::report;
 use callscript_judge::rulebook_store::{self, Added, Scope};
@@ -38,7 +41,84 @@ pub struct JudgeArgs {
     #[arg(long, env = "CALLSCRIPT_WORKER_ID")]
     worker_id: Option<String>,
     #[command(flatten)]
+    brain: BrainArgs,
+    #[command(flatten)]
     alongside: crate::notify::AlongsideArgs,
+}
+
+/// The optional LLM brain: an OpenAI-compatible endpoint asked for each call's summary,
+/// objections and next best action. Without a base URL and model, nothing is sent anywhere.
+#[derive(Args)]
+struct BrainArgs {
+    /// The endpoint's API root, e.g. http://127.0.0.1:8080/v1 (llama.cpp's llama-server, vLLM,
+    /// OpenAI); requests go to its /chat/completions.
+    #[arg(long = "llm-base-url", env = "CALLSCRIPT_LLM_BASE_URL")]
+    base_url: Option<String>,
+    /// The model named in each request (llama-server answers with the model it loaded).
+    #[arg(long = "llm-model", env = "CALLSCRIPT_LLM_MODEL")]
+    model: Option<String>,
+    /// Sent as `Authorization: Bearer …`; never printed. Prefer the variable: a flag shows in
+    /// the process list.
+    #[arg(
+        long = "llm-api-key",
+        env = "CALLSCRIPT_LLM_API_KEY",
+        hide_env_values = true
+    )]
+    api_key: Option<String>,
+    /// How long one request may take; a later answer leaves the call with the rule summary.
+    #[arg(long = "llm-timeout-secs", env = "CALLSCRIPT_LLM_TIMEOUT_SECS",
+          default_value_t = BrainConfig::DEFAULT_TIMEOUT.as_secs())]
+    timeout_secs: u64,
+    /// USD per million prompt tokens, for core.usage (0 for a local server).
+    #[arg(
+        long = "llm-input-usd-per-mtok",
+        env = "CALLSCRIPT_LLM_INPUT_USD_PER_MTOK",
+        default_value_t = 0.0
+    )]
+    input_usd_per_mtok: f64,
+    /// USD per million completion tokens, for core.usage (0 for a local server).
+    #[arg(
+        long = "llm-output-usd-per-mtok",
+        env = "CALLSCRIPT_LLM_OUTPUT_USD_PER_MTOK",
+        default_value_t = 0.0
+    )]
+    output_usd_per_mtok: f64,
+    /// The transcript sent is cut to this many characters (the start of the call is kept).
+    #[arg(long = "llm-max-transcript-chars", env = "CALLSCRIPT_LLM_MAX_TRANSCRIPT_CHARS",
+          default_value_t = BrainConfig::DEFAULT_MAX_TRANSCRIPT_CHARS)]
+    max_transcript_chars: usize,
+}
+
+impl BrainArgs {
+    /// The brain, when an endpoint and a model are given; one without the other is refused.
+    fn brain(&self) -> Result<Option<Brain>> {
+        let (base_url, model) = match (&self.base_url, &self.model) {
+            (None, None) => return Ok(None),
+            (Some(base_url), Some(model)) => (base_url, model),
+            (Some(_), None) => bail!(
+                "CALLSCRIPT_LLM_BASE_URL (--llm-base-url) is set but CALLSCRIPT_LLM_MODEL \
+                 (--llm-model) is not: name the model the endpoint serves"
+            ),
+            (None, Some(_)) => bail!(
+                "CALLSCRIPT_LLM_MODEL (--llm-model) is set but CALLSCRIPT_LLM_BASE_URL \
+                 (--llm-base-url) is not: give the endpoint's API root, e.g. \
+                 http://127.0.0.1:8080/v1"
+            ),
+        };
+        let config = BrainConfig {
+            api_key: self.api_key.clone().map(Secret::new),
+            timeout: Duration::from_secs(self.timeout_secs),
+            prices: Prices {
+                input_usd_per_mtok: self.input_usd_per_mtok,
+                output_usd_per_mtok: self.output_usd_per_mtok,
+            },
+            max_transcript_chars: self.max_transcript_chars,
+            ..BrainConfig::new(base_url, model)
+        };
+        Ok(Some(
+            Brain::new(config).context("the CALLSCRIPT_LLM_* settings")?,
+        ))
+    }
 }
 
 #[derive(Subcommand)]
@@ -192,6 +272,7 @@ pub async fn report(settings: &Settings, command: ReportCommand) -> Result<()> {
 
 pub async fn judge(settings: &Settings, args: JudgeArgs) -> Result<()> {
     let rulebook = args.rulebook.as_ref().map(read_rulebook).transpose()?;
+    let brain = args.brain.brain()?;
     let (url, pool) = migrated_pool(settings, 4).await?;
     let client = pool.get().await?;
     let org_id = org_id(&**client, args.org).await?;
@@ -206,10 +287,18 @@ pub async fn judge(settings: &Settings, args: JudgeArgs) -> Result<()> {
         Some(rulebook) => eprintln!("judge: rulebook {} for every call", rulebook.reference()),
         None => eprintln!("judge: each call by its campaign's or organization's rulebook"),
     }
+    if let Some(brain) = &brain {
+        eprintln!(
+            "judge: summaries by the LLM {} at {} (the rule summary when it does not answer)",
+            brain.model(),
+            brain.endpoint()
+        );
+    }
     let lane = JudgeLane {
         pool,
         database_url: url,
         rulebook,
+        brain,
         config: JudgeConfig {
             worker: args.worker_id.unwrap_or_else(default_worker_id),
             batch_size: args.batch_calls.max(1),
@@ -245,6 +334,12 @@ pub async fn judge(settings: &Settings, args: JudgeArgs) -> Result<()> {
         report.conversions,
         report.notifications
     );
+    if lane.brain.is_some() {
+        println!(
+            "brain: {} calls summarized by the LLM, {} left with the rule summary",
+            report.brain_answers, report.brain_fallbacks
+        );
+    }
     if let Some(delivery) = delivery {
         print_report(&delivery.run(true, stop).await?);
     }

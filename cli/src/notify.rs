@@ -80,7 +80,7 @@ pub fn print_report(report: &NotifyReport) {
 /// Routing options shared by `add` and `route`.
 #[derive(Args)]
 pub struct RoutingArgs {
-    /// Event kinds sent to the channel (comma-separated: flag, hot_lead); all when omitted.
+    /// Event kinds sent to the channel (comma-separated: flag, hot_lead, queue); all when omitted.
     #[arg(long, value_delimiter = ',')]
     events: Vec<EventKind>,
     /// Flags below this severity are not sent (hot leads always are).
@@ -95,7 +95,7 @@ impl RoutingArgs {
     fn routing(&self) -> Routing {
         Routing {
             event_kinds: if self.events.is_empty() {
-                EventKind::ALL.to_vec()
+                EventKind::ROUTABLE.to_vec()
             } else {
                 self.events.clone()
             },

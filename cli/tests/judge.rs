@@ -1,16 +1,24 @@
-//! `callscript rules` and `callscript report` as a user runs them.
+//! `callscript rules`, `callscript report` and `judge`'s LLM settings as a user runs them.
 
 use std::process::Command;
 
 use callscript_testkit::TestDatabase;
 
-/// Runs the binary (against `db` when given): (success, stdout, stderr).
-fn run(db: Option<&TestDatabase>, args: &[&str]) -> (bool, String, String) {
+/// Runs the binary (against `db` when given, with `env` set): (success, stdout, stderr).
+fn run(db: Option<&TestDatabase>, env: &[(&str, &str)], args: &[&str]) -> (bool, String, String) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_callscript"));
     if let Some(db) = db {
         command.env("DATABASE_URL", &db.url.url);
     }
-    let output = command.args(args).output().unwrap();
+    // Tests set the LLM settings they mean; the machine's own never leak in.
+    for (name, _) in std::env::vars().filter(|(name, _)| name.starts_with("CALLSCRIPT_LLM_")) {
+        command.env_remove(name);
+    }
+    let output = command
+        .envs(env.iter().copied())
+        .args(args)
+        .output()
+        .unwrap();
     (
         output.status.success(),
         String::from_utf8_lossy(&output.stdout).into_owned(),
@@ -19,11 +27,29 @@ fn run(db: Option<&TestDatabase>, args: &[&str]) -> (bool, String, String) {
 }
 
 fn callscript(args: &[&str]) -> (bool, String, String) {
-    run(None, args)
+    run(None, &[], args)
 }
 
 fn callscript_on(db: &TestDatabase, args: &[&str]) -> (bool, String, String) {
-    run(Some(db), args)
+    run(Some(db), &[], args)
+}
+
+#[test]
+fn an_llm_endpoint_without_a_model_is_refused_before_anything_runs() {
+    let (ok, _, stderr) = run(
+        None,
+        &[("CALLSCRIPT_LLM_BASE_URL", "http://127.0.0.1:8080/v1")],
+        &["judge", "--until-idle"],
+    );
+    assert!(!ok);
+    assert!(stderr.contains("CALLSCRIPT_LLM_MODEL"), "{stderr}");
+    let (ok, _, stderr) = run(
+        None,
+        &[("CALLSCRIPT_LLM_MODEL", "local")],
+        &["judge", "--until-idle"],
+    );
+    assert!(!ok);
+    assert!(stderr.contains("CALLSCRIPT_LLM_BASE_URL"), "{stderr}");
 }
 
 #[test]

@@ -39,6 +39,7 @@ pub const MIGRATIONS: &[Migration] = migrations![
     "0008_ingest.sql",
     "0009_judge_crm.sql",
     "0010_notifications.sql",
+    "0011_judge_brain.sql",
 ];
 
 impl Migration {

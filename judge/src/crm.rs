@@ -185,12 +185,24 @@ fn conversions(call: &Call, facts: &CallFacts, assessment: &LeadAssessment) -> V
     out
 }
 
-/// Writes the call's lead, communication, follow-ups and conversions. `transcript` is the
-/// stored (redacted) text; call it inside the judge's transaction.
+/// The words stored with a call's communication.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallNotes<'a> {
+    /// The stored (redacted) transcript text.
+    pub transcript: &'a str,
+    /// The LLM brain's summary when it answered, else the rule engine's.
+    pub summary: &'a str,
+    /// The brain's review with its model ([`crate::brain::CallReview::stored`]); `None` when
+    /// the rule engine alone judged the call.
+    pub brain: Option<Value>,
+}
+
+/// Writes the call's lead, communication, follow-ups and conversions; call it inside the
+/// judge's transaction.
 pub async fn record_call(
     client: &impl GenericClient,
     call: &Call,
-    transcript: &str,
+    notes: &CallNotes<'_>,
     facts: &CallFacts,
     assessment: &LeadAssessment,
     timezone: Tz,
@@ -234,7 +246,7 @@ pub async fn record_call(
     };
     let conversions = conversions(call, facts, assessment);
     let outcome = outcome(&actions, &conversions, do_not_call, timezone);
-    write_communication(client, call, lead_id, transcript, assessment, &outcome).await?;
+    write_communication(client, call, lead_id, notes, assessment, &outcome).await?;
     write_actions(client, call, lead_id, &actions).await?;
     write_conversions(client, call, lead_id, &conversions).await?;
     let hot_before = is_hot(client, lead_id).await?;
@@ -289,7 +301,7 @@ fn outcome(
 }
 
 /// "m:ss" into the call.
-fn clock(ms: i32) -> String {
+pub(crate) fn clock(ms: i32) -> String {
     let seconds = ms.max(0) / 1000;
     format!("{}:{:02}", seconds / 60, seconds % 60)
 }
@@ -337,7 +349,7 @@ async fn write_communication(
     client: &impl GenericClient,
     call: &Call,
     lead_id: Uuid,
-    transcript: &str,
+    notes: &CallNotes<'_>,
     assessment: &LeadAssessment,
     outcome: &str,
 ) -> Result<(), DbError> {
@@ -357,9 +369,9 @@ async fn write_communication(
                (org_id, lead_id, call_id, channel, direction, duration_seconds, recording_key,
                 transcript, summary, disposition, sentiment, outcome, livekit_room_name,
                 livekit_room_id, livekit_egress_id, occurred_at, interest_score, temperature,
-                score_signals, objections, questions)
+                score_signals, objections, questions, brain)
              VALUES ($1, $2, $3, 'call', 'inbound', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,
-                     $14, $15, $16::text::crm.lead_temperature, $17, $18, $19)
+                     $14, $15, $16::text::crm.lead_temperature, $17, $18, $19, $20)
              ON CONFLICT (call_id) DO UPDATE SET
                duration_seconds = EXCLUDED.duration_seconds,
                recording_key = EXCLUDED.recording_key, transcript = EXCLUDED.transcript,
@@ -370,15 +382,16 @@ async fn write_communication(
                livekit_egress_id = EXCLUDED.livekit_egress_id,
                occurred_at = EXCLUDED.occurred_at, interest_score = EXCLUDED.interest_score,
                temperature = EXCLUDED.temperature, score_signals = EXCLUDED.score_signals,
-               objections = EXCLUDED.objections, questions = EXCLUDED.questions",
+               objections = EXCLUDED.objections, questions = EXCLUDED.questions,
+               brain = EXCLUDED.brain",
             &[
                 &call.org_id,
                 &lead_id,
                 &call.id,
                 &duration_seconds,
                 &call.object_key,
-                &transcript,
-                &assessment.summary,
+                &notes.transcript,
+                &notes.summary,
                 &assessment.disposition.as_str(),
                 &assessment.sentiment.as_str(),
                 &outcome,
@@ -391,6 +404,7 @@ async fn write_communication(
                 &signals,
                 &objections,
                 &questions,
+                &notes.brain,
             ],
         )
         .await?;

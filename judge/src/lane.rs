@@ -10,22 +10,36 @@
 //! compiled-in one ([`crate::rulebook_store::for_call`]), unless the lane was given one rulebook
 //! for every call. The same transaction assesses the call as a lead ([`crate::lead`]) and writes
 //! the CRM rows ([`crate::crm`]) with follow-ups in the organization's time zone.
+//!
+//! A batch is judged in three steps: every call is read and evaluated (no transaction: the
+//! lease keeps others off the call), the LLM brain is asked about all of them at once when one
+//! is configured ([`crate::brain`]), then each call is written in its own transaction. No
+//! transaction waits on the network, and the batch's leases are renewed while the brain
+//! answers, so slow answers cannot cost later calls their leases.
 
 use std::time::Duration;
 
 use callscript_core::db::{DatabaseUrl, DbError, Pool};
 use callscript_core::model::Lane;
-use callscript_core::queue::{self, ClaimRequest, Claimed, Failed, QueueError, Retry};
-use callscript_core::transcripts;
+use callscript_core::queue::{self, ClaimRequest, Claimed, Failed, Lease, QueueError, Retry};
+use callscript_core::transcripts::{self, TranscriptRecord};
+use callscript_core::usage;
+use chrono_tz::Tz;
+use futures_util::stream::{self, StreamExt};
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::crm::{call_facts, org_timezone, record_call, OrgTimezoneError};
+use crate::brain::{Brain, BrainOutcome, CallContext};
+use crate::crm::{call_facts, org_timezone, record_call, CallNotes, OrgTimezoneError};
 use crate::flags::replace_machine_flags;
-use crate::lead::{assess, Temperature};
+use crate::lead::{assess, CallFacts, LeadAssessment, Temperature};
 use crate::rulebook_store::{self, RulebookStoreError};
-use crate::{redact_payment_cards, Rulebook};
+use crate::{redact_payment_cards, Finding, Rulebook};
 use callscript_notify::{enqueue_compliance_flags, enqueue_event, Event};
+
+/// Requests in flight to the brain at once: enough to keep a vLLM server's batch busy, few
+/// enough for a llama.cpp server with a handful of slots to queue the rest briefly.
+const BRAIN_CONCURRENCY: usize = 8;
 
 #[derive(Debug, Clone)]
 pub struct JudgeConfig {
@@ -72,6 +86,10 @@ pub struct JudgeReport {
     pub conversions: usize,
     /// Messages queued in the outbox (critical flags, hot leads) for `callscript notify`.
     pub notifications: usize,
+    /// Judged calls the LLM brain summarized, and those left with the rule summary because its
+    /// answer was late, failed or did not fit the schema.
+    pub brain_answers: usize,
+    pub brain_fallbacks: usize,
 }
 
 impl JudgeReport {
@@ -88,6 +106,8 @@ impl JudgeReport {
         self.cancelled += other.cancelled;
         self.conversions += other.conversions;
         self.notifications += other.notifications;
+        self.brain_answers += other.brain_answers;
+        self.brain_fallbacks += other.brain_fallbacks;
     }
 }
 
@@ -96,7 +116,33 @@ pub struct JudgeLane {
     pub database_url: DatabaseUrl,
     /// One rulebook for every call instead of the stored ones (`judge --rulebook FILE`).
     pub rulebook: Option<Rulebook>,
+    /// The LLM asked for each call's summary, objections and next best action; without one the
+    /// rule engine's summary is stored.
+    pub brain: Option<Brain>,
     pub config: JudgeConfig,
+}
+
+/// A call read and evaluated, ready to be written.
+struct Judgement {
+    /// As it will be stored: card numbers redacted.
+    transcript: TranscriptRecord,
+    /// Card numbers redacted in it.
+    redacted: usize,
+    rulebook: String,
+    timezone: Tz,
+    findings: Vec<Finding>,
+    facts: CallFacts,
+    assessment: LeadAssessment,
+}
+
+impl Judgement {
+    fn context(&self) -> CallContext<'_> {
+        CallContext {
+            segments: &self.transcript.segments,
+            findings: &self.findings,
+            assessment: &self.assessment,
+        }
+    }
 }
 
 impl JudgeLane {
@@ -141,49 +187,69 @@ impl JudgeLane {
             return Ok(None);
         }
         let mut report = JudgeReport::default();
+        let mut evaluated = Vec::with_capacity(claimed.len());
         for claimed in claimed {
-            let lease = claimed.lease.clone();
-            match self.judge_one(&claimed).await {
+            match self.evaluate(&claimed).await {
+                Ok(judgement) => evaluated.push((claimed, judgement)),
+                Err(e) => self.fail(&claimed.lease, e, &mut report).await?,
+            }
+        }
+        let outcomes: Vec<Option<BrainOutcome>> = match &self.brain {
+            Some(brain) => self
+                .ask(brain, &evaluated)
+                .await
+                .into_iter()
+                .map(Some)
+                .collect(),
+            None => vec![None; evaluated.len()],
+        };
+        for ((claimed, judgement), outcome) in evaluated.into_iter().zip(outcomes) {
+            match self.write(&claimed, judgement, outcome.as_ref()).await {
                 Ok(Some(judged)) => report.add(&judged),
                 Ok(None) => report.lost += 1,
-                Err(e) => {
-                    // The call alone fails; the batch goes on.
-                    let error = format!("judging: {e}");
-                    tracing::warn!(call = %lease.call_id, "{error}");
-                    // Without a transcript there is nothing to judge however often it is tried.
-                    let retry = match e {
-                        JudgeError::NoTranscript => Retry::Never,
-                        _ => Retry::WithBackoff,
-                    };
-                    let client = self.pool.get().await?;
-                    match queue::fail(&**client, &lease, &error, retry).await {
-                        Ok(Failed::WillRetry { .. } | Failed::DeadLettered) => report.failed += 1,
-                        Err(QueueError::LeaseLost { .. }) => report.lost += 1,
-                        Err(e) => return Err(e),
-                    }
-                }
+                Err(e) => self.fail(&claimed.lease, e, &mut report).await?,
             }
         }
         Ok(Some(report))
     }
 
-    /// Judges one call in one transaction; `None` when its lease was lost.
-    async fn judge_one(&self, claimed: &Claimed) -> Result<Option<JudgeReport>, JudgeError> {
-        let call = &claimed.call;
-        let mut client = self.pool.get().await.map_err(DbError::from)?;
-        let transaction = client.transaction().await.map_err(DbError::from)?;
-        match queue::complete(&*transaction, &claimed.lease).await {
-            Err(QueueError::LeaseLost { .. }) => return Ok(None),
-            other => other?,
+    /// Fails one call (the batch goes on), or counts it lost when its lease is gone.
+    async fn fail(
+        &self,
+        lease: &Lease,
+        e: JudgeError,
+        report: &mut JudgeReport,
+    ) -> Result<(), QueueError> {
+        let error = format!("judging: {e}");
+        tracing::warn!(call = %lease.call_id, "{error}");
+        // Without a transcript there is nothing to judge however often it is tried.
+        let retry = match e {
+            JudgeError::NoTranscript => Retry::Never,
+            _ => Retry::WithBackoff,
+        };
+        let client = self.pool.get().await?;
+        match queue::fail(&**client, lease, &error, retry).await {
+            Ok(Failed::WillRetry { .. } | Failed::DeadLettered) => report.failed += 1,
+            Err(QueueError::LeaseLost { .. }) => report.lost += 1,
+            Err(e) => return Err(e),
         }
-        let mut transcript = transcripts::load(&*transaction, call.id)
+        Ok(())
+    }
+
+    /// Reads the call's transcript and rulebook and evaluates them: findings on the transcript
+    /// as transcribed, the lead assessment, then the card numbers redacted for storing. Writes
+    /// nothing.
+    async fn evaluate(&self, claimed: &Claimed) -> Result<Judgement, JudgeError> {
+        let call = &claimed.call;
+        let client = self.pool.get().await.map_err(DbError::from)?;
+        let mut transcript = transcripts::load(&**client, call.id)
             .await?
             .ok_or(JudgeError::NoTranscript)?;
         let rulebook = match &self.rulebook {
             Some(rulebook) => rulebook.clone(),
-            None => rulebook_store::for_call(&*transaction, call.org_id, call.campaign_id).await?,
+            None => rulebook_store::for_call(&**client, call.org_id, call.campaign_id).await?,
         };
-        let timezone = org_timezone(&*transaction, call.org_id).await?;
+        let timezone = org_timezone(&**client, call.org_id).await?;
         let findings = rulebook.evaluate(&transcript.segments, call.duration_ms);
         let facts = call_facts(call);
         let assessment = assess(
@@ -200,25 +266,115 @@ impl JudgeLane {
                 .map(|s| s.text.as_str())
                 .collect::<Vec<_>>()
                 .join(" ");
+        }
+        Ok(Judgement {
+            transcript,
+            redacted,
+            rulebook: rulebook.reference(),
+            timezone,
+            findings,
+            facts,
+            assessment,
+        })
+    }
+
+    /// Asks the brain about every evaluated call, [`BRAIN_CONCURRENCY`] at a time, renewing
+    /// the batch's leases meanwhile; the outcomes are in the calls' order.
+    async fn ask(&self, brain: &Brain, evaluated: &[(Claimed, Judgement)]) -> Vec<BrainOutcome> {
+        let answers = stream::iter(evaluated)
+            .map(|(_, judgement)| brain.review(judgement.context()))
+            .buffered(BRAIN_CONCURRENCY)
+            .collect::<Vec<_>>();
+        tokio::pin!(answers);
+        let mut leases: Vec<Lease> = evaluated.iter().map(|(c, _)| c.lease.clone()).collect();
+        // Three renewals per lease: one missed renewal (a busy database) loses nothing.
+        let every = self.config.lease_for / 3;
+        let mut renewals = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        renewals.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let outcomes = loop {
+            tokio::select! {
+                outcomes = &mut answers => break outcomes,
+                _ = renewals.tick() => self.renew(&mut leases).await,
+            }
+        };
+        for ((claimed, _), outcome) in evaluated.iter().zip(&outcomes) {
+            if let BrainOutcome::Fallback { reason, .. } = outcome {
+                tracing::warn!(
+                    call = %claimed.call.id,
+                    "the LLM brain's answer is not used, the rule summary stands: {reason}"
+                );
+            }
+        }
+        outcomes
+    }
+
+    /// Extends `leases` for another `lease_for`. A lease found lost is left to the write, which
+    /// its fence refuses; a failed renewal is retried at the next tick.
+    async fn renew(&self, leases: &mut [Lease]) {
+        let renewed = async {
+            let client = self.pool.get().await?;
+            queue::heartbeat(&**client, leases, self.config.lease_for).await
+        };
+        match renewed.await {
+            Ok(report) => {
+                for call_id in report.lost {
+                    tracing::warn!(%call_id, "lease lost while the LLM brain answered");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "renewing the batch's leases failed"),
+        }
+    }
+
+    /// Writes one judged call in one transaction; `None` when its lease was lost.
+    async fn write(
+        &self,
+        claimed: &Claimed,
+        judgement: Judgement,
+        brain_outcome: Option<&BrainOutcome>,
+    ) -> Result<Option<JudgeReport>, JudgeError> {
+        let call = &claimed.call;
+        let Judgement {
+            transcript,
+            redacted,
+            rulebook,
+            timezone,
+            findings,
+            facts,
+            assessment,
+        } = judgement;
+        let review = brain_outcome.and_then(BrainOutcome::review);
+        let notes = CallNotes {
+            transcript: &transcript.text,
+            summary: review.map_or(&assessment.summary, |review| &review.summary),
+            brain: self
+                .brain
+                .as_ref()
+                .zip(review)
+                .map(|(brain, review)| review.stored(brain.model())),
+        };
+        let mut client = self.pool.get().await.map_err(DbError::from)?;
+        let transaction = client.transaction().await.map_err(DbError::from)?;
+        match queue::complete(&*transaction, &claimed.lease).await {
+            Err(QueueError::LeaseLost { .. }) => return Ok(None),
+            other => other?,
+        }
+        if redacted > 0 {
             transcripts::save(&*transaction, &transcript).await?;
         }
-        let counts = replace_machine_flags(
-            &*transaction,
-            call.id,
-            call.org_id,
-            &rulebook.reference(),
-            &findings,
-        )
-        .await?;
-        let crm = record_call(
-            &*transaction,
-            call,
-            &transcript.text,
-            &facts,
-            &assessment,
-            timezone,
-        )
-        .await?;
+        let counts =
+            replace_machine_flags(&*transaction, call.id, call.org_id, &rulebook, &findings)
+                .await?;
+        let crm = record_call(&*transaction, call, &notes, &facts, &assessment, timezone).await?;
+        // The tokens were spent whether or not the answer is used.
+        if let (Some(brain), Some(tokens)) =
+            (&self.brain, brain_outcome.and_then(BrainOutcome::usage))
+        {
+            usage::record(
+                &*transaction,
+                &brain.usage_record(call.org_id, call.id, tokens),
+            )
+            .await?;
+        }
         // Told in the transaction of the facts, so a rolled-back judgement tells nobody.
         let mut notifications =
             enqueue_compliance_flags(&*transaction, call.org_id, call.id).await?;
@@ -234,7 +390,7 @@ impl JudgeLane {
                 follow_up_due: crm
                     .follow_up_due
                     .map(|due| due.with_timezone(&timezone).fixed_offset()),
-                summary: assessment.summary.clone(),
+                summary: notes.summary.to_owned(),
             };
             notifications += enqueue_event(&*transaction, call.org_id, &hot).await?;
         }
@@ -250,6 +406,8 @@ impl JudgeLane {
             cancelled: crm.cancelled,
             conversions: crm.conversions,
             notifications,
+            brain_answers: usize::from(review.is_some()),
+            brain_fallbacks: usize::from(brain_outcome.is_some() && review.is_none()),
             ..JudgeReport::default()
         }))
     }

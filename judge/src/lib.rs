@@ -23,10 +23,13 @@
 //! - [`crm`]: a judged call's lead, communication, follow-ups and conversions in the `crm`
 //!   tables.
 //! - [`report`]: the managers' daily summary.
+//! - [`brain`]: the optional LLM (an OpenAI-compatible endpoint) asked for a call's summary,
+//!   objections and next best action, its answer checked against one JSON Schema.
 //!
 //! The engine is pure: no database, no network, no environment, no printing; only `lane`,
-//! `flags`, `rulebook_store`, `crm` and `report` touch Postgres.
+//! `flags`, `rulebook_store`, `crm` and `report` touch Postgres, and only `brain` the network.
 
+pub mod brain;
 pub mod crm;
 pub mod flags;
 pub mod followup;

@@ -75,7 +75,7 @@ impl Default for Routing {
     /// Every event, flags from `high` up: what a compliance team wants to hear about at once.
     fn default() -> Self {
         Self {
-            event_kinds: EventKind::ALL.to_vec(),
+            event_kinds: EventKind::ROUTABLE.to_vec(),
             min_severity: Severity::High,
             enabled: true,
         }

@@ -28,7 +28,6 @@
 
 use std::time::Duration;
 
-use callscript_core::model::Severity;
 use callscript_ingest::http::{body_excerpt, describe_error};
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
@@ -37,6 +36,7 @@ use sha2::Sha256;
 use uuid::Uuid;
 
 use crate::channels::Target;
+use crate::render::{self, cut};
 use crate::Event;
 
 pub const TIMESTAMP_HEADER: &str = "X-Callscript-Timestamp";
@@ -48,8 +48,8 @@ pub const SIGNATURE_TOLERANCE: Duration = Duration::from_secs(5 * 60);
 
 /// Slack cuts a header block at 150 characters and rejects longer ones.
 const SLACK_HEADER_CHARS: usize = 150;
-/// Evidence longer than this is cut in Slack messages (a section holds at most 3000).
-const SLACK_EVIDENCE_CHARS: usize = 1000;
+/// Longer quotes and digests are cut in Slack messages (a section holds at most 3000).
+const SLACK_TEXT_CHARS: usize = 2000;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -63,19 +63,6 @@ pub struct Notification<'a> {
     pub event: &'a Event,
     /// The call page, when the public URL is configured.
     pub link: Option<String>,
-}
-
-/// The call page the event is about under `public_url`, at the flag when it is one.
-pub fn link(public_url: Option<&str>, event: &Event) -> Option<String> {
-    let base = public_url?.trim_end_matches('/');
-    let call = event.call_id();
-    Some(match event {
-        Event::Flag {
-            flag_id: Some(flag),
-            ..
-        } => format!("{base}/calls/{call}#flag-{flag}"),
-        _ => format!("{base}/calls/{call}"),
-    })
 }
 
 /// How an attempt went.
@@ -203,98 +190,56 @@ fn signing_mac(secret: &str, timestamp: &str, body: &[u8]) -> HmacSha256 {
     mac
 }
 
-/// The Slack Block Kit message for a notification.
+/// The Slack Block Kit message for a notification: the [`render::Message`] as a header,
+/// fields, the quote, a digest's lines and a context line with the link.
 pub fn slack_message(notification: &Notification<'_>) -> Value {
-    let (title, fallback, fields, quote) = match notification.event {
-        Event::Flag {
-            rule_id,
-            category,
-            severity,
-            evidence,
-            start_ms,
-            speaker,
-            ..
-        } => {
-            let icon = if *severity == Severity::Critical {
-                "🚨"
-            } else {
-                "⚠️"
-            };
-            let severity = capitalized(severity.as_str());
-            let at = start_ms.map_or_else(|| "the whole call".to_owned(), clock);
-            (
-                format!("{icon} {severity} {category} flag: {rule_id}"),
-                format!("{severity} {category} flag {rule_id} at {at}: {evidence}"),
-                vec![
-                    ("Rule", format!("`{}`", mrkdwn(rule_id))),
-                    ("Severity", severity),
-                    ("At", at),
-                    ("Speaker", mrkdwn(speaker.as_deref().unwrap_or("not known"))),
-                ],
-                Some(quoted(&cut(evidence, SLACK_EVIDENCE_CHARS))),
-            )
-        }
-        Event::HotLead {
-            phone,
-            score,
-            follow_up_due,
-            summary,
-            ..
-        } => {
-            let follow_up = follow_up_due.map_or_else(
-                || "none planned".to_owned(),
-                |due| due.format("%a %-d %b %Y, %H:%M (UTC%:z)").to_string(),
-            );
-            (
-                format!("🔥 Hot lead: {phone}"),
-                format!("Hot lead {phone} ({score}/100), follow up: {follow_up}"),
-                vec![
-                    ("Phone", mrkdwn(phone)),
-                    ("Score", format!("{score}/100")),
-                    ("Follow up", follow_up),
-                ],
-                (!summary.is_empty()).then(|| mrkdwn(&cut(summary, SLACK_EVIDENCE_CHARS))),
-            )
-        }
-    };
-    let fields: Vec<Value> = fields
+    let message = render::message(notification.event, notification.link.clone());
+    let fields: Vec<Value> = message
+        .fields
         .iter()
-        .map(|(name, value)| json!({"type": "mrkdwn", "text": format!("*{name}*\n{value}")}))
+        .map(|(name, value)| {
+            // Rule ids read best as code.
+            let value = if *name == "Rule" {
+                format!("`{}`", mrkdwn(value))
+            } else {
+                mrkdwn(value)
+            };
+            json!({"type": "mrkdwn", "text": format!("*{name}*\n{value}")})
+        })
         .collect();
-    let header =
-        json!({"type": "plain_text", "text": cut(&title, SLACK_HEADER_CHARS), "emoji": true});
-    let mut blocks = vec![
-        json!({"type": "header", "text": header}),
-        json!({"type": "section", "fields": fields}),
-    ];
-    if let Some(quote) = quote {
+    let header = json!({
+        "type": "plain_text", "text": cut(&message.title, SLACK_HEADER_CHARS), "emoji": true
+    });
+    let mut blocks = vec![json!({"type": "header", "text": header})];
+    if !fields.is_empty() {
+        blocks.push(json!({"type": "section", "fields": fields}));
+    }
+    if let Some(quote) = &message.quote {
+        let quote = quoted(&cut(quote, SLACK_TEXT_CHARS));
         blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": quote}}));
     }
-    let call = match &notification.link {
-        Some(link) => format!("<{link}|Open the call>"),
-        None => format!("Call `{}`", notification.event.call_id()),
-    };
-    blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn", "text": call}]}));
-    // Slack reads the fallback (notifications, screen readers) as mrkdwn too.
-    json!({"text": mrkdwn(&fallback), "blocks": blocks})
-}
-
-/// `ms` as the player shows it: `m:ss`, or `h:mm:ss` past an hour.
-fn clock(ms: i32) -> String {
-    let seconds = ms.max(0) / 1000;
-    let (hours, minutes, seconds) = (seconds / 3600, seconds / 60 % 60, seconds % 60);
-    if hours > 0 {
-        format!("{hours}:{minutes:02}:{seconds:02}")
-    } else {
-        format!("{minutes}:{seconds:02}")
+    if !message.lines.is_empty() {
+        let lines: Vec<String> = message
+            .lines
+            .iter()
+            .map(|line| format!("• {}", mrkdwn(line)))
+            .collect();
+        let text = cut(&lines.join("\n"), SLACK_TEXT_CHARS);
+        blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": text}}));
     }
-}
-
-fn capitalized(word: &str) -> String {
-    let mut chars = word.chars();
-    chars.next().map_or_else(String::new, |first| {
-        first.to_uppercase().chain(chars).collect()
-    })
+    let context = match (&message.link, &message.reference) {
+        (Some(link), _) if notification.event.call_id().is_some() => {
+            format!("<{link}|Open the call>")
+        }
+        (Some(link), _) => format!("<{link}|Open the review UI>"),
+        (None, Some(reference)) => format!("`{reference}`"),
+        (None, None) => String::new(),
+    };
+    if !context.is_empty() {
+        blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn", "text": context}]}));
+    }
+    // Slack reads the fallback (notifications, screen readers) as mrkdwn too.
+    json!({"text": mrkdwn(&message.summary), "blocks": blocks})
 }
 
 /// Text made inert in Slack mrkdwn: `<`, `>` and `&` would otherwise start links and mentions.
@@ -313,16 +258,9 @@ fn quoted(text: &str) -> String {
         .join("\n")
 }
 
-fn cut(text: &str, max_chars: usize) -> String {
-    match text.char_indices().nth(max_chars.saturating_sub(1)) {
-        Some((cut, _)) if text[cut..].chars().nth(1).is_some() => format!("{}…", &text[..cut]),
-        _ => text.to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use callscript_core::model::Category;
+    use callscript_core::model::{Category, Severity};
 
     use super::*;
 
@@ -347,7 +285,7 @@ mod tests {
             dedup_key: "k",
             created_at: Utc::now(),
             event: &event,
-            link: link(Some("https://qa.example.com/"), &event),
+            link: render::link(Some("https://qa.example.com/"), &event),
         };
         let message = slack_message(&notification);
         let text = message.to_string();
@@ -365,9 +303,6 @@ mod tests {
             Uuid::nil(),
             Uuid::max()
         )));
-        assert_eq!(clock(42_999), "0:42");
-        assert_eq!(cut("abcdef", 4), "abc…");
-        assert_eq!(cut("abcd", 4), "abcd");
     }
 
     #[test]

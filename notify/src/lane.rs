@@ -21,6 +21,7 @@ use uuid::Uuid;
 use crate::channels::{self, Channel, ChannelError};
 use crate::deliver::{self, Notification, Outcome};
 use crate::outbox::{self, Claimed, Settled};
+use crate::render;
 use crate::Event;
 
 #[derive(Debug, Clone)]
@@ -180,7 +181,7 @@ impl NotifyLane {
                 dedup_key: &row.dedup_key,
                 created_at: row.created_at,
                 event: &event,
-                link: deliver::link(self.config.public_url.as_deref(), &event),
+                link: render::link(self.config.public_url.as_deref(), &event),
             };
             match deliver::send(&self.http, &channel.target, &notification).await {
                 Outcome::Delivered => Step::Delivered,

@@ -1,11 +1,13 @@
-//! Notifications: alerts about calls (a compliance flag, a lead that turned hot) sent to each
-//! organization's channels (a Slack incoming webhook, a signed generic webhook).
+//! Notifications: alerts about calls (a compliance flag, a lead that turned hot) and about the
+//! queue (a backlog, failures, no worker), sent to each organization's channels.
 //!
 //! - [`outbox`]: events become `core.notifications` rows, one per routed channel, inside the
 //!   transaction of the fact that causes them (a rolled-back fact leaves no row); the delivery
 //!   lane claims, settles and dead-letters them.
 //! - [`channels`]: an organization's channels (`core.notification_channels`: which events and
 //!   severities go where) and their sealed secrets.
+//! - [`render`]: an event as a channel-neutral [`render::Message`] (title, fields, quote,
+//!   link), which every channel formats its own way.
 //! - [`deliver`]: one notification to one channel over HTTP: the Slack blocks, the webhook
 //!   body and its HMAC-SHA256 signature (with the receiver's verification recipe).
 //! - [`lane`]: `callscript notify`, the loop that claims due rows and delivers them with
@@ -20,13 +22,15 @@ pub mod channels;
 pub mod deliver;
 pub mod lane;
 pub mod outbox;
+pub mod render;
 
 use std::fmt;
 use std::str::FromStr;
 
 use callscript_core::model::{Category, Severity, UnknownLabel};
-use chrono::{DateTime, FixedOffset};
+use chrono::{DateTime, FixedOffset, Utc};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
 use uuid::Uuid;
 
 pub use lane::{NotifyConfig, NotifyLane, NotifyReport};
@@ -38,15 +42,24 @@ pub use outbox::{enqueue_compliance_flags, enqueue_event};
 pub enum EventKind {
     Flag,
     HotLead,
+    /// A queue health condition started or ended.
+    Queue,
+    /// Messages held back (quiet hours, a rate limit) sent as one. Never routed: a digest is
+    /// made for the channel that held its messages.
+    Digest,
 }
 
 impl EventKind {
-    pub const ALL: &'static [EventKind] = &[EventKind::Flag, EventKind::HotLead];
+    /// The kinds a channel can be routed.
+    pub const ROUTABLE: &'static [EventKind] =
+        &[EventKind::Flag, EventKind::HotLead, EventKind::Queue];
 
     pub fn as_str(self) -> &'static str {
         match self {
             EventKind::Flag => "flag",
             EventKind::HotLead => "hot_lead",
+            EventKind::Queue => "queue",
+            EventKind::Digest => "digest",
         }
     }
 }
@@ -61,14 +74,14 @@ impl FromStr for EventKind {
     type Err = UnknownLabel;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        EventKind::ALL
+        EventKind::ROUTABLE
             .iter()
             .copied()
             .find(|kind| kind.as_str() == s)
             .ok_or_else(|| UnknownLabel {
                 kind: "EventKind",
                 value: s.to_owned(),
-                expected: &["flag", "hot_lead"],
+                expected: &["flag", "hot_lead", "queue"],
             })
     }
 }
@@ -108,6 +121,119 @@ pub enum Event {
         follow_up_due: Option<DateTime<FixedOffset>>,
         summary: String,
     },
+    /// A queue health condition of the organization started, or ended (`resolved_at`).
+    Queue {
+        /// The condition's episode: its start and its end share it.
+        alert_id: Uuid,
+        condition: QueueCondition,
+        started_at: DateTime<Utc>,
+        resolved_at: Option<DateTime<Utc>>,
+        /// What was measured, in words ("the oldest waiting call has waited 23 min; alert from
+        /// 15 min").
+        detail: String,
+    },
+    /// Events a channel held back, sent together.
+    Digest {
+        reason: HoldReason,
+        events: Vec<Event>,
+    },
+}
+
+/// A queue health condition ([`crate::alerts`] checks them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QueueCondition {
+    /// The oldest call waiting for transcription waited too long.
+    Backlog,
+    /// Too many calls failed in the window.
+    FailureRate,
+    /// Calls wait and no transcription worker has reported in.
+    NoWorker,
+    /// Too many calls reached the dead letter in the window.
+    DeadLetters,
+}
+
+impl QueueCondition {
+    pub const ALL: &'static [QueueCondition] = &[
+        QueueCondition::Backlog,
+        QueueCondition::FailureRate,
+        QueueCondition::NoWorker,
+        QueueCondition::DeadLetters,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueueCondition::Backlog => "backlog",
+            QueueCondition::FailureRate => "failure_rate",
+            QueueCondition::NoWorker => "no_worker",
+            QueueCondition::DeadLetters => "dead_letters",
+        }
+    }
+
+    /// How people call it.
+    pub fn title(self) -> &'static str {
+        match self {
+            QueueCondition::Backlog => "Transcription backlog",
+            QueueCondition::FailureRate => "Calls failing",
+            QueueCondition::NoWorker => "No transcription worker",
+            QueueCondition::DeadLetters => "Calls dead-lettered",
+        }
+    }
+}
+
+impl fmt::Display for QueueCondition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for QueueCondition {
+    type Err = UnknownLabel;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        QueueCondition::ALL
+            .iter()
+            .copied()
+            .find(|condition| condition.as_str() == s)
+            .ok_or_else(|| UnknownLabel {
+                kind: "QueueCondition",
+                value: s.to_owned(),
+                expected: &["backlog", "failure_rate", "no_worker", "dead_letters"],
+            })
+    }
+}
+
+/// Why a channel held messages back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HoldReason {
+    QuietHours,
+    RateLimit,
+}
+
+impl HoldReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HoldReason::QuietHours => "quiet_hours",
+            HoldReason::RateLimit => "rate_limit",
+        }
+    }
+}
+
+impl FromStr for HoldReason {
+    type Err = UnknownLabel;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "quiet_hours" => Ok(HoldReason::QuietHours),
+            "rate_limit" => Ok(HoldReason::RateLimit),
+            _ => Err(UnknownLabel {
+                kind: "HoldReason",
+                value: s.to_owned(),
+                expected: &["quiet_hours", "rate_limit"],
+            }),
+        }
+    }
 }
 
 impl Event {
@@ -115,6 +241,8 @@ impl Event {
         match self {
             Event::Flag { .. } => EventKind::Flag,
             Event::HotLead { .. } => EventKind::HotLead,
+            Event::Queue { .. } => EventKind::Queue,
+            Event::Digest { .. } => EventKind::Digest,
         }
     }
 
@@ -123,20 +251,25 @@ impl Event {
     pub fn severity(&self) -> Option<Severity> {
         match self {
             Event::Flag { severity, .. } => Some(*severity),
-            Event::HotLead { .. } => None,
+            Event::HotLead { .. } | Event::Queue { .. } => None,
+            Event::Digest { events, .. } => events.iter().filter_map(Event::severity).max(),
         }
     }
 
-    pub fn call_id(&self) -> Uuid {
+    /// The call the event is about, if one.
+    pub fn call_id(&self) -> Option<Uuid> {
         match self {
-            Event::Flag { call_id, .. } | Event::HotLead { call_id, .. } => *call_id,
+            Event::Flag { call_id, .. } | Event::HotLead { call_id, .. } => Some(*call_id),
+            Event::Queue { .. } | Event::Digest { .. } => None,
         }
     }
 
     /// What makes two events the same one, so it is queued once per channel however often its
     /// cause is written again. A flag is its call, rule and time, not its row id: re-judging a
     /// call replaces flag rows but must not alert again. A hot lead is the lead and the call
-    /// that made it hot. Sent as the `X-Callscript-Delivery` header, hence header-safe.
+    /// that made it hot. A queue condition is its episode and whether it started or ended. A
+    /// digest is the events it holds. Sent as the `X-Callscript-Delivery` header, hence
+    /// header-safe.
     pub fn dedup_key(&self) -> String {
         match self {
             Event::Flag {
@@ -151,6 +284,26 @@ impl Event {
             Event::HotLead {
                 lead_id, call_id, ..
             } => format!("hot_lead:{lead_id}:{call_id}"),
+            Event::Queue {
+                alert_id,
+                resolved_at,
+                ..
+            } => {
+                let phase = if resolved_at.is_some() {
+                    "resolved"
+                } else {
+                    "started"
+                };
+                format!("queue:{alert_id}:{phase}")
+            }
+            Event::Digest { events, .. } => {
+                let mut hash = Sha256::new();
+                for event in events {
+                    hash.update(event.dedup_key());
+                    hash.update(b"\n");
+                }
+                format!("digest:{}", &hex::encode(hash.finalize())[..32])
+            }
         }
     }
 }

@@ -240,7 +240,7 @@ async fn a_critical_flag_reaches_each_routed_channel_once() {
     let (slack, hook, sales) = (Inbox::default(), Inbox::default(), Inbox::default());
     let (slack_server, hook_server, sales_server) =
         (slack.start().await, hook.start().await, sales.start().await);
-    let all = routing(EventKind::ALL, Severity::High);
+    let all = routing(EventKind::ROUTABLE, Severity::High);
     add_slack(
         &**client,
         org,
@@ -334,7 +334,7 @@ async fn channels_get_flags_from_their_minimum_severity_and_hot_leads_always() {
     let other = create_org(&**client, "other").await;
     let inbox = Inbox::default();
     let server = inbox.start().await;
-    let all = EventKind::ALL;
+    let all = EventKind::ROUTABLE;
     add_webhook(
         &**client,
         org,

@@ -1,8 +1,9 @@
 //! Loopback servers standing in for the third-party APIs the tests cannot reach (Ringba,
-//! LiveKit). They replay payloads of the vendors' documented shapes, kept in one place:
-//! `fixtures/vendors/<vendor>/`, read through [`fixture`].
+//! LiveKit, an OpenAI-compatible LLM server). They replay payloads of the vendors' documented
+//! shapes, kept in one place: `fixtures/vendors/<vendor>/`, read through [`fixture`].
 
 pub mod livekit;
+pub mod openai;
 pub mod ringba;
 
 use std::net::SocketAddr;

@@ -537,6 +537,8 @@ async fn transcribe_batch(
             audio_seconds: durations[i],
             gpu_seconds: if shared.on_gpu { device_seconds } else { 0.0 },
             cpu_seconds: if shared.on_gpu { 0.0 } else { device_seconds },
+            prompt_tokens: 0,
+            completion_tokens: 0,
             cost_usd: device_seconds * config.cost_per_hour / 3600.0,
         };
         let record = results::to_record(call.id, call.org_id, &config.model_name, &transcript);

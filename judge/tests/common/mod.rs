@@ -66,6 +66,7 @@ pub fn lane(db: &TestDatabase) -> JudgeLane {
         pool: db.pool.clone(),
         database_url: db.url.clone(),
         rulebook: None,
+        brain: None,
         config: JudgeConfig::default(),
     }
 }

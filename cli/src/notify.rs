@@ -1,11 +1,16 @@
 //! `callscript notify` (the delivery lane) and `callscript org notify …` (channels and routing).
 
+use std::path::PathBuf;
+
 use anyhow::{bail, Context, Result};
 use callscript_core::credentials::{CredentialKey, Secret};
 use callscript_core::db::Pool;
 use callscript_core::model::Severity;
 use callscript_core::orgs;
-use callscript_notify::channels::{self, Routing, Target};
+use callscript_notify::channels::{
+    self, ChannelInfo, ChannelSettings, EmailSettings, Routing, SmsSettings, SmtpSettings, SmtpTls,
+    Target, TWILIO_API_URL,
+};
 use callscript_notify::{EventKind, NotifyConfig, NotifyLane, NotifyReport};
 use clap::{Args, Subcommand};
 
@@ -105,20 +110,185 @@ impl RoutingArgs {
     }
 }
 
+/// Which kind of channel `add` makes: exactly one.
+#[derive(Args)]
+#[group(required = true, multiple = false)]
+pub struct KindArgs {
+    /// A Slack incoming webhook; its URL is read from standard input.
+    #[arg(long)]
+    slack: bool,
+    /// A generic webhook, posted JSON signed with HMAC-SHA256; the signing secret is read from
+    /// standard input, or made with --generate-secret.
+    #[arg(long, value_name = "URL")]
+    webhook: Option<String>,
+    /// Email over SMTP (--smtp-host, --from, --to); with --smtp-user, the password is read from
+    /// standard input.
+    #[arg(long)]
+    email: bool,
+    /// Text messages through Twilio (--twilio-account-sid, --from, --to); the auth token is read
+    /// from standard input.
+    #[arg(long)]
+    sms: bool,
+}
+
+/// Where `add` sends, and how. A kind's own options conflict with the other kinds rather than
+/// `requires` theirs: clap counts a flag's `false` default as present.
+#[derive(Args)]
+pub struct TargetArgs {
+    #[command(flatten)]
+    kind: KindArgs,
+    /// With --webhook: make a signing secret and print it once.
+    #[arg(long, requires = "webhook")]
+    generate_secret: bool,
+    /// The sender: an email address (`Alerts <alerts@example.com>` too) with --email, an E.164
+    /// number with --sms.
+    #[arg(
+        long,
+        value_name = "ADDRESS",
+        required_if_eq_any([("email", "true"), ("sms", "true")]),
+        conflicts_with_all = ["slack", "webhook"]
+    )]
+    from: Option<String>,
+    /// The recipients, comma-separated: email addresses with --email, E.164 numbers with --sms.
+    #[arg(
+        long,
+        value_name = "ADDRESS",
+        value_delimiter = ',',
+        required_if_eq_any([("email", "true"), ("sms", "true")]),
+        conflicts_with_all = ["slack", "webhook"]
+    )]
+    to: Vec<String>,
+    /// The mail server.
+    #[arg(
+        long,
+        value_name = "HOST",
+        conflicts_with_all = ["slack", "webhook", "sms"],
+        required_if_eq("email", "true")
+    )]
+    smtp_host: Option<String>,
+    /// The mail server's port [default: 587 with starttls, 465 with tls, 25 with none].
+    #[arg(long, value_name = "PORT", conflicts_with_all = ["slack", "webhook", "sms"])]
+    smtp_port: Option<u16>,
+    /// starttls (the default: required before the login or any mail is sent), tls (from the
+    /// first byte), or none (only to a loopback server).
+    #[arg(long, value_name = "MODE", conflicts_with_all = ["slack", "webhook", "sms"])]
+    smtp_tls: Option<SmtpTls>,
+    /// The login name; the password is read from standard input.
+    #[arg(long, value_name = "USER", conflicts_with_all = ["slack", "webhook", "sms"])]
+    smtp_user: Option<String>,
+    /// PEM certificates of a private mail server's CA, trusted beside the public roots.
+    #[arg(long, value_name = "PEM_FILE", conflicts_with_all = ["slack", "webhook", "sms"])]
+    smtp_ca_file: Option<PathBuf>,
+    /// The Twilio account SID (AC and 32 hex digits).
+    #[arg(
+        long,
+        value_name = "SID",
+        conflicts_with_all = ["slack", "webhook", "email"],
+        required_if_eq("sms", "true")
+    )]
+    twilio_account_sid: Option<String>,
+    /// Another API of Twilio's shape [default: https://api.twilio.com].
+    #[arg(long, value_name = "URL", conflicts_with_all = ["slack", "webhook", "email"])]
+    twilio_base_url: Option<String>,
+}
+
+impl TargetArgs {
+    /// The channel's target, its secret read from standard input or made; the secret to show
+    /// once when it was made here.
+    fn target(self) -> Result<(Target, Option<String>)> {
+        let kind = self.kind;
+        if kind.slack {
+            let webhook_url = Secret::new(read_secret(
+                "e.g. `printenv SLACK_WEBHOOK_URL | callscript org notify add ...`",
+            )?);
+            return Ok((Target::Slack { webhook_url }, None));
+        }
+        if let Some(url) = kind.webhook {
+            let signing_secret = if self.generate_secret {
+                channels::new_signing_secret()
+            } else {
+                Secret::new(read_secret("or pass --generate-secret")?)
+            };
+            let shown = self
+                .generate_secret
+                .then(|| signing_secret.expose().to_owned());
+            return Ok((
+                Target::Webhook {
+                    url,
+                    signing_secret,
+                },
+                shown,
+            ));
+        }
+        // clap requires --from with --email and --sms, and their own flags with each.
+        let from = self.from.context("give --from")?;
+        if kind.email {
+            let tls = self.smtp_tls.unwrap_or_default();
+            let root_ca_pem = self
+                .smtp_ca_file
+                .map(|path| {
+                    std::fs::read_to_string(&path)
+                        .with_context(|| format!("reading --smtp-ca-file {}", path.display()))
+                })
+                .transpose()?;
+            let password = match &self.smtp_user {
+                Some(_) => Some(Secret::new(read_secret(
+                    "the SMTP password, e.g. `printenv SMTP_PASSWORD | callscript org notify add \
+                     ... --smtp-user USER`",
+                )?)),
+                None => None,
+            };
+            let settings = EmailSettings {
+                smtp: SmtpSettings {
+                    host: self.smtp_host.context("give --smtp-host")?,
+                    port: self.smtp_port.unwrap_or(tls.default_port()),
+                    tls,
+                    username: self.smtp_user,
+                    root_ca_pem,
+                },
+                from,
+                to: self.to,
+            };
+            return Ok((Target::Email { settings, password }, None));
+        }
+        if kind.sms {
+            let auth_token = Secret::new(read_secret(
+                "the Twilio auth token, e.g. `printenv TWILIO_AUTH_TOKEN | callscript org notify \
+                 add ... --sms`",
+            )?);
+            let settings = SmsSettings {
+                api_base_url: self
+                    .twilio_base_url
+                    .unwrap_or_else(|| TWILIO_API_URL.to_owned()),
+                account_sid: self
+                    .twilio_account_sid
+                    .context("give --twilio-account-sid")?,
+                from,
+                to: self.to,
+            };
+            return Ok((
+                Target::Sms {
+                    settings,
+                    auth_token,
+                },
+                None,
+            ));
+        }
+        bail!("give --slack, --webhook URL, --email or --sms")
+    }
+}
+
 #[derive(Subcommand)]
 pub enum ChannelCommand {
-    /// Add a channel (or replace one of that name): `--slack` reads the Slack incoming-webhook
-    /// URL from standard input; `--webhook URL` reads the signing secret from standard input,
-    /// or makes one with `--generate-secret` and prints it once.
+    /// Add a channel (or replace one of that name): a Slack incoming webhook, a signed webhook,
+    /// email over SMTP or SMS through Twilio. Its secret (the Slack URL, the signing secret, the
+    /// SMTP password, the Twilio auth token) is read from standard input and sealed.
     Add {
         org: String,
         name: String,
-        #[arg(long, conflicts_with = "webhook", required_unless_present = "webhook")]
-        slack: bool,
-        #[arg(long)]
-        webhook: Option<String>,
-        #[arg(long, requires = "webhook")]
-        generate_secret: bool,
+        // Boxed: the other commands are a few strings.
+        #[command(flatten)]
+        target: Box<TargetArgs>,
         #[command(flatten)]
         routing: RoutingArgs,
     },
@@ -149,39 +319,12 @@ pub async fn channels_command(pool: &Pool, command: ChannelCommand) -> Result<()
         ChannelCommand::Add {
             org,
             name,
-            slack,
-            webhook,
-            generate_secret,
+            target,
             routing,
         } => {
             let key = CredentialKey::from_env()?;
             let org = orgs::by_slug(&**client, &org).await?;
-            let (target, shown) = match (slack, webhook) {
-                (true, _) => (
-                    Target::Slack {
-                        webhook_url: Secret::new(read_secret(
-                            "e.g. `printenv SLACK_WEBHOOK_URL | callscript org notify add ...`",
-                        )?),
-                    },
-                    None,
-                ),
-                (false, Some(url)) => {
-                    let secret = if generate_secret {
-                        channels::new_signing_secret()
-                    } else {
-                        Secret::new(read_secret("or pass --generate-secret")?)
-                    };
-                    let shown = generate_secret.then(|| secret.expose().to_owned());
-                    (
-                        Target::Webhook {
-                            url,
-                            signing_secret: secret,
-                        },
-                        shown,
-                    )
-                }
-                (false, None) => bail!("give --slack or --webhook URL"),
-            };
+            let (target, shown) = target.target()?;
             let transaction = client.transaction().await?;
             channels::save(
                 &*transaction,
@@ -222,7 +365,7 @@ pub async fn channels_command(pool: &Pool, command: ChannelCommand) -> Result<()
                     },
                     events.join(","),
                     channel.routing.min_severity,
-                    channel.url.as_deref().unwrap_or("")
+                    destination(&channel)
                 );
             }
         }
@@ -238,4 +381,45 @@ pub async fn channels_command(pool: &Pool, command: ChannelCommand) -> Result<()
         }
     }
     Ok(())
+}
+
+/// Where a listed channel sends, without its secret: a webhook's URL, an email channel's mail
+/// server, login name, sender and recipients, an SMS channel's account, sender and recipients.
+fn destination(channel: &ChannelInfo) -> String {
+    match &channel.settings {
+        Some(ChannelSettings::Email(email)) => {
+            let smtp = &email.smtp;
+            let login = smtp
+                .username
+                .as_ref()
+                .map_or_else(String::new, |user| format!("{user}@"));
+            let own_ca = if smtp.root_ca_pem.is_some() {
+                ", own root CA"
+            } else {
+                ""
+            };
+            format!(
+                "smtp {login}{}:{} ({}{own_ca}) from {} to {}",
+                smtp.host,
+                smtp.port,
+                smtp.tls,
+                email.from,
+                email.to.join(",")
+            )
+        }
+        Some(ChannelSettings::Sms(sms)) => {
+            let api = if sms.api_base_url == TWILIO_API_URL {
+                String::new()
+            } else {
+                format!(" via {}", sms.api_base_url)
+            };
+            format!(
+                "twilio {}{api} from {} to {}",
+                sms.account_sid,
+                sms.from,
+                sms.to.join(",")
+            )
+        }
+        None => channel.url.clone().unwrap_or_default(),
+    }
 }

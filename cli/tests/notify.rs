@@ -1,5 +1,6 @@
 //! `callscript org notify …` and `callscript notify` as a user runs them: a signed webhook
-//! channel, a queued alert delivered to a loopback receiver, the signature checked.
+//! channel, a queued alert delivered to a loopback receiver, the signature checked; email and
+//! SMS channels added and listed without their secrets.
 
 mod common;
 
@@ -13,6 +14,7 @@ use axum::Router;
 use callscript_core::model::{Category, Severity};
 use callscript_notify::deliver::verify_signature;
 use callscript_notify::{enqueue_event, Event};
+use callscript_testkit::smtp::{SinkTls, SmtpSink};
 use callscript_testkit::vendors::LoopbackServer;
 use callscript_testkit::{create_org, TestDatabase};
 use chrono::Utc;
@@ -188,4 +190,131 @@ async fn a_webhook_channel_receives_a_signed_alert() {
     assert!(ok);
     let (_, listed, _) = callscript(&db, &["org", "notify", "list", "acme"], "");
     assert!(!listed.contains("compliance"), "{listed}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn email_and_sms_channels_are_added_and_listed_without_their_secrets() {
+    let db = TestDatabase::new(2).await;
+    create_org(&**db.client().await, "acme").await;
+    // A private mail server's CA, as its administrator would hand it out.
+    let sink = SmtpSink::start(SinkTls::StartTls, None).await;
+    let ca_dir = tempfile::tempdir().unwrap();
+    let ca_file = ca_dir.path().join("relay-ca.pem");
+    std::fs::write(&ca_file, sink.root_ca_pem()).unwrap();
+    let ca_file = ca_file.to_str().unwrap();
+    let (smtp_password, auth_token) = ("smtp-secret-91", "twilio-token-c3");
+    let sid = "AC0123456789abcdef0123456789abcdef";
+
+    let email = [
+        "org",
+        "notify",
+        "add",
+        "acme",
+        "qa-mail",
+        "--email",
+        "--smtp-host",
+        "relay.acme.test",
+        "--smtp-user",
+        "alerts",
+        "--from",
+        "Alerts <alerts@acme.test>",
+        "--to",
+        "qa@acme.test,lead@acme.test",
+        "--smtp-ca-file",
+        ca_file,
+    ];
+    let (ok, stdout, stderr) = callscript(&db, &email, smtp_password);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("email channel qa-mail of acme saved"),
+        "{stdout}"
+    );
+    let sms = [
+        "org",
+        "notify",
+        "add",
+        "acme",
+        "qa-sms",
+        "--sms",
+        "--twilio-account-sid",
+        sid,
+        "--from",
+        "+14155550199",
+        "--to",
+        "+14155550100,+14155550101",
+        "--events",
+        "flag",
+        "--min-severity",
+        "critical",
+    ];
+    let (ok, stdout, stderr) = callscript(&db, &sms, auth_token);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("sms channel qa-sms of acme saved"),
+        "{stdout}"
+    );
+
+    let (ok, listed, stderr) = callscript(&db, &["org", "notify", "list", "acme"], "");
+    assert!(ok, "{stderr}");
+    for expected in [
+        "smtp alerts@relay.acme.test:587 (starttls, own root CA) from Alerts <alerts@acme.test> \
+         to qa@acme.test,lead@acme.test",
+        &format!("twilio {sid} from +14155550199 to +14155550100,+14155550101"),
+    ] {
+        assert!(listed.contains(expected), "{expected} not in {listed}");
+    }
+    assert!(
+        !listed.contains(smtp_password) && !listed.contains(auth_token),
+        "{listed}"
+    );
+
+    // Bad input is refused, naming what is wrong, and nothing is stored.
+    let mut bad_number = sms;
+    bad_number[11] = "+1 415 555 0100";
+    let (ok, _, stderr) = callscript(&db, &bad_number, auth_token);
+    assert!(!ok);
+    assert!(
+        stderr.contains("SMS recipient \"+1 415 555 0100\" is not an E.164 number"),
+        "{stderr}"
+    );
+    let in_clear = [
+        "org",
+        "notify",
+        "add",
+        "acme",
+        "open-mail",
+        "--email",
+        "--smtp-host",
+        "relay.acme.test",
+        "--smtp-tls",
+        "none",
+        "--from",
+        "alerts@acme.test",
+        "--to",
+        "qa@acme.test",
+    ];
+    let (ok, _, stderr) = callscript(&db, &in_clear, "");
+    assert!(!ok);
+    assert!(stderr.contains("unencrypted"), "{stderr}");
+    let (ok, _, stderr) = callscript(
+        &db,
+        &[
+            "org",
+            "notify",
+            "add",
+            "acme",
+            "x",
+            "--email",
+            "--to",
+            "qa@acme.test",
+        ],
+        "",
+    );
+    assert!(!ok);
+    assert!(
+        stderr.contains("--smtp-host") && stderr.contains("--from"),
+        "{stderr}"
+    );
+    let (_, listed, _) = callscript(&db, &["org", "notify", "list", "acme"], "");
+    assert_eq!(listed.lines().count(), 2, "{listed}");
 }

@@ -31,3 +31,4 @@ pub mod queue;
 pub mod storage;
 pub mod transcripts;
 pub mod usage;
+pub mod workers;

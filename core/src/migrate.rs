@@ -40,6 +40,8 @@ pub const MIGRATIONS: &[Migration] = migrations![
     "0009_judge_crm.sql",
     "0010_notifications.sql",
     "0011_judge_brain.sql",
+    "0012_notification_email_sms.sql",
+    "0013_notification_policy_and_queue_alerts.sql",
 ];
 
 impl Migration {

@@ -31,6 +31,8 @@ use crate::model::{CallState, Lane, Source};
 
 /// The channel `core.notify_queue()` notifies when a ready state gets work.
 pub const NOTIFY_CHANNEL: &str = "callscript_queue";
+/// The payload on [`NOTIFY_CHANNEL`] when an outbox row was written (0013's trigger).
+pub const OUTBOX_WAKEUP: &str = "notifications";
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
@@ -828,12 +830,18 @@ impl QueueListener {
     /// workers do not poll in step) passes. If the listening connection drops, this degrades
     /// to polling.
     pub async fn wait(&mut self, lane: Lane, poll_interval: Duration) -> Wakeup {
+        self.wait_for(lane.ready_state().as_str(), poll_interval)
+            .await
+    }
+
+    /// Waits until a notification with `payload` arrives (a ready state, or
+    /// [`OUTBOX_WAKEUP`]) or `poll_interval` (jittered the same way) passes.
+    pub async fn wait_for(&mut self, payload: &str, poll_interval: Duration) -> Wakeup {
         let jitter = rand::random_range(0.8..1.2);
         let deadline = tokio::time::Instant::now() + poll_interval.mul_f64(jitter);
-        let ready = lane.ready_state().as_str();
         loop {
             match tokio::time::timeout_at(deadline, self.notifications.recv()).await {
-                Ok(Some(state)) if state == ready => return Wakeup::Notified,
+                Ok(Some(got)) if got == payload => return Wakeup::Notified,
                 Ok(Some(_)) => continue,
                 Ok(None) => {
                     tokio::time::sleep_until(deadline).await;

@@ -14,15 +14,18 @@ use std::time::Duration;
 
 use callscript_core::credentials::{CredentialError, CredentialKey};
 use callscript_core::db::{DbError, Pool};
+use chrono::Utc;
 use futures_util::future::join_all;
 use tokio::sync::watch;
+use tokio_postgres::GenericClient;
 use uuid::Uuid;
 
 use crate::channels::{self, Channel, ChannelError};
 use crate::deliver::{self, Notification, Outcome};
 use crate::outbox::{self, Claimed, Settled};
+use crate::policy::{self, Candidate, Decision, Policy, PolicyError, RecentSends};
 use crate::render;
-use crate::Event;
+use crate::{Event, HoldReason};
 
 #[derive(Debug, Clone)]
 pub struct NotifyConfig {
@@ -66,6 +69,10 @@ pub struct NotifyReport {
     pub failed: usize,
     /// Settled by a later claim after this one's lease ran out: nothing written.
     pub lost: usize,
+    /// Held back by quiet hours or the rate limit, to go later.
+    pub held: usize,
+    /// Folded into a digest (sent as one message).
+    pub folded: usize,
 }
 
 impl NotifyReport {
@@ -74,6 +81,8 @@ impl NotifyReport {
         self.retrying += other.retrying;
         self.failed += other.failed;
         self.lost += other.lost;
+        self.held += other.held;
+        self.folded += other.folded;
     }
 
     fn count(&mut self, settled: Settled) {
@@ -82,6 +91,8 @@ impl NotifyReport {
             Settled::WillRetry { .. } => self.retrying += 1,
             Settled::Failed => self.failed += 1,
             Settled::LeaseLost => self.lost += 1,
+            Settled::Held { .. } => self.held += 1,
+            Settled::Folded => self.folded += 1,
         }
     }
 }
@@ -94,6 +105,7 @@ pub struct NotifyLane {
 }
 
 /// What became of one claimed row's attempt.
+#[derive(Clone)]
 enum Step {
     Delivered,
     Retry {
@@ -148,9 +160,10 @@ impl NotifyLane {
         Ok(report)
     }
 
-    /// Claims one batch and delivers it; `None` when nothing was due.
+    /// Claims one batch and delivers it; `None` when nothing was due. Each channel's policy
+    /// decides first what is sent now, held back or folded into a digest ([`crate::policy`]).
     pub async fn run_batch(&self) -> Result<Option<NotifyReport>, DbError> {
-        let client = self.pool.get().await?;
+        let mut client = self.pool.get().await?;
         let claimed =
             outbox::claim(&**client, self.config.batch_size, self.config.lease_for).await?;
         if claimed.is_empty() {
@@ -170,28 +183,79 @@ impl NotifyLane {
                 entry.insert(loaded);
             }
         }
-        let steps = join_all(claimed.iter().map(|row| async {
-            let (channel, event) =
-                match sendable(row, &channels[&(row.org_id, row.channel.as_str())]) {
+        let prepared: Vec<Result<(&Channel, Event), Step>> = claimed
+            .iter()
+            .map(|row| sendable(row, &channels[&(row.org_id, row.channel.as_str())]))
+            .collect();
+        let decisions = self.plan(&**client, &claimed, &prepared).await?;
+
+        let mut report = NotifyReport::default();
+        let mut folds: HashMap<(Uuid, &str), (HoldReason, Vec<usize>)> = HashMap::new();
+        for (index, decision) in decisions.iter().enumerate() {
+            let row = &claimed[index];
+            match *decision {
+                Decision::Send => {}
+                Decision::Hold { until, reason } => {
+                    let settled = outbox::hold(&**client, row, until, reason).await?;
+                    log(row, settled, None);
+                    report.count(settled);
+                }
+                Decision::Fold { reason } => {
+                    folds
+                        .entry((row.org_id, row.channel.as_str()))
+                        .or_insert_with(|| (reason, Vec::new()))
+                        .1
+                        .push(index);
+                }
+            }
+        }
+        for (reason, indices) in folds.into_values() {
+            let rows: Vec<&Claimed> = indices.iter().map(|&index| &claimed[index]).collect();
+            let events = indices
+                .iter()
+                .filter_map(|&index| prepared[index].as_ref().ok())
+                .map(|(_, event)| event.clone())
+                .collect();
+            let digest = Event::Digest { reason, events };
+            let transaction = client.transaction().await?;
+            let settled = outbox::fold(&*transaction, &rows, &digest).await?;
+            if settled == Settled::Folded {
+                transaction.commit().await?;
+            }
+            for row in rows {
+                log(row, settled, None);
+                report.count(settled);
+            }
+        }
+
+        let sending: Vec<usize> = (0..claimed.len())
+            .filter(|&index| decisions[index] == Decision::Send)
+            .collect();
+        let steps = join_all(sending.iter().map(|&index| {
+            let row = &claimed[index];
+            let prepared = &prepared[index];
+            async move {
+                let (channel, event) = match prepared {
                     Ok(sendable) => sendable,
-                    Err(step) => return step,
+                    Err(step) => return step.clone(),
                 };
-            let notification = Notification {
-                org_id: row.org_id,
-                dedup_key: &row.dedup_key,
-                created_at: row.created_at,
-                event: &event,
-                link: render::link(self.config.public_url.as_deref(), &event),
-            };
-            match deliver::send(&self.http, &channel.target, &notification).await {
-                Outcome::Delivered => Step::Delivered,
-                Outcome::Retry { error, retry_after } => Step::Retry { error, retry_after },
+                let notification = Notification {
+                    org_id: row.org_id,
+                    dedup_key: &row.dedup_key,
+                    created_at: row.created_at,
+                    event,
+                    link: render::link(self.config.public_url.as_deref(), event),
+                };
+                match deliver::send(&self.http, &channel.target, &notification).await {
+                    Outcome::Delivered => Step::Delivered,
+                    Outcome::Retry { error, retry_after } => Step::Retry { error, retry_after },
+                }
             }
         }))
         .await;
 
-        let mut report = NotifyReport::default();
-        for (row, step) in claimed.iter().zip(steps) {
+        for (&index, step) in sending.iter().zip(steps) {
+            let row = &claimed[index];
             let (settled, error) = match step {
                 Step::Delivered => (outbox::complete(&**client, row).await?, None),
                 Step::Retry { error, retry_after } => {
@@ -210,6 +274,63 @@ impl NotifyLane {
             report.count(settled);
         }
         Ok(Some(report))
+    }
+
+    /// Each row's fate under its channel's policy; rows that cannot be sent anyway are left to
+    /// `Send`, which settles them by their step.
+    async fn plan(
+        &self,
+        client: &impl GenericClient,
+        claimed: &[Claimed],
+        prepared: &[Result<(&Channel, Event), Step>],
+    ) -> Result<Vec<Decision>, DbError> {
+        let mut decisions = vec![Decision::Send; claimed.len()];
+        let mut groups: HashMap<(Uuid, &str), Vec<usize>> = HashMap::new();
+        for (index, row) in claimed.iter().enumerate() {
+            if prepared[index].is_ok() {
+                groups
+                    .entry((row.org_id, row.channel.as_str()))
+                    .or_default()
+                    .push(index);
+            }
+        }
+        let now = Utc::now();
+        for ((org_id, channel), indices) in groups {
+            let (policy, timezone) = match policy::load(client, org_id, channel).await {
+                Ok(loaded) => loaded,
+                Err(PolicyError::Db(e)) => return Err(e),
+                // The channel went away or its org's zone is unreadable: send as routed.
+                Err(e) => {
+                    tracing::warn!(%org_id, channel, error = %e, "channel policy not applied");
+                    continue;
+                }
+            };
+            if policy == Policy::default() {
+                continue;
+            }
+            let recent = match policy.rate_limit {
+                Some(limit) => policy::recent_sends(client, org_id, channel, limit.window).await?,
+                None => RecentSends::default(),
+            };
+            let candidates: Vec<Candidate> = indices
+                .iter()
+                .map(|&index| Candidate {
+                    severity: prepared[index]
+                        .as_ref()
+                        .ok()
+                        .and_then(|(_, event)| event.severity()),
+                    held: claimed[index].held_reason,
+                })
+                .collect();
+            for (&index, decision) in
+                indices
+                    .iter()
+                    .zip(policy.plan(timezone, now, &candidates, recent))
+            {
+                decisions[index] = decision;
+            }
+        }
+        Ok(decisions)
     }
 
     fn backoff(&self, attempt: i32) -> Duration {
@@ -269,6 +390,8 @@ fn log(row: &Claimed, settled: Settled, error: Option<&str>) {
         Settled::LeaseLost => {
             tracing::warn!(%org, channel, key, attempt, "lease lost while delivering")
         }
+        Settled::Held { until } => tracing::debug!(%org, channel, key, %until, "held back"),
+        Settled::Folded => tracing::debug!(%org, channel, key, "folded into a digest"),
     }
 }
 

@@ -18,10 +18,12 @@
 //! notification carries the same delivery id (its dedup key), so a receiver drops repeats; the
 //! outbox itself never holds one event twice for a channel.
 
+pub mod alerts;
 pub mod channels;
 pub mod deliver;
 pub mod lane;
 pub mod outbox;
+pub mod policy;
 pub mod render;
 
 use std::fmt;

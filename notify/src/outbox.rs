@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use tokio_postgres::GenericClient;
 use uuid::Uuid;
 
-use crate::Event;
+use crate::{Event, HoldReason};
 
 /// The longest `last_error` stored: a receiver's whole HTML error page is no use there.
 const MAX_ERROR_CHARS: usize = 1000;
@@ -107,6 +107,8 @@ pub struct Claimed {
     pub attempt: i32,
     pub max_attempts: i32,
     pub created_at: DateTime<Utc>,
+    /// Why it was held back before (quiet hours, the rate limit), if it was.
+    pub held_reason: Option<HoldReason>,
 }
 
 /// Claims up to `batch_size` due rows (pending ones whose time came, sending ones whose lease
@@ -142,24 +144,29 @@ pub async fn claim(
                  next_attempt_at = now() + make_interval(secs => $2)
              FROM due WHERE n.id = due.id AND NOT due.spent
              RETURNING n.id, n.org_id, n.event_kind, n.dedup_key, n.channel, n.payload,
-                       n.attempts, n.max_attempts, n.created_at",
+                       n.attempts, n.max_attempts, n.created_at, n.held_reason",
             &[&batch_size, &lease_for.as_secs_f64()],
         )
         .await?;
-    Ok(rows
-        .iter()
-        .map(|row| Claimed {
-            id: row.get(0),
-            org_id: row.get(1),
-            event_kind: row.get(2),
-            dedup_key: row.get(3),
-            channel: row.get(4),
-            payload: row.get(5),
-            attempt: row.get(6),
-            max_attempts: row.get(7),
-            created_at: row.get(8),
+    rows.iter()
+        .map(|row| {
+            Ok(Claimed {
+                id: row.get(0),
+                org_id: row.get(1),
+                event_kind: row.get(2),
+                dedup_key: row.get(3),
+                channel: row.get(4),
+                payload: row.get(5),
+                attempt: row.get(6),
+                max_attempts: row.get(7),
+                created_at: row.get(8),
+                held_reason: row
+                    .get::<_, Option<String>>(9)
+                    .map(|reason| reason.parse())
+                    .transpose()?,
+            })
         })
-        .collect())
+        .collect()
 }
 
 /// Where a claimed row ended up.
@@ -172,6 +179,12 @@ pub enum Settled {
     },
     /// Dead-lettered, `last_error` kept.
     Failed,
+    /// Back to pending until `until`, the attempt not counted (quiet hours, the rate limit).
+    Held {
+        until: DateTime<Utc>,
+    },
+    /// Carried by a digest row.
+    Folded,
     /// Another claim took the row over after this one's lease ran out: nothing was written.
     LeaseLost,
 }
@@ -250,4 +263,74 @@ fn stored_error(error: &str) -> String {
         Some((cut, _)) => format!("{}…", &error[..cut]),
         None => error.to_owned(),
     }
+}
+
+/// Holds the row back until `until` for `reason`: pending again, its attempt given back (it was
+/// not tried).
+pub async fn hold(
+    client: &impl GenericClient,
+    claimed: &Claimed,
+    until: DateTime<Utc>,
+    reason: HoldReason,
+) -> Result<Settled, DbError> {
+    let updated = client
+        .execute(
+            "UPDATE core.notifications
+             SET state = 'pending', attempts = attempts - 1, next_attempt_at = $3,
+                 held_reason = $4
+             WHERE id = $1 AND state = 'sending' AND attempts = $2",
+            &[&claimed.id, &claimed.attempt, &until, &reason.as_str()],
+        )
+        .await?;
+    Ok(if updated == 1 {
+        Settled::Held { until }
+    } else {
+        Settled::LeaseLost
+    })
+}
+
+/// Folds claimed rows of one channel into one new digest row carrying `digest` (their events),
+/// due now; the rows become `digested` and name it. All or nothing: when any row's claim was
+/// taken over, nothing is written (`LeaseLost`). Run it in a transaction.
+pub async fn fold(
+    client: &impl GenericClient,
+    rows: &[&Claimed],
+    digest: &Event,
+) -> Result<Settled, DbError> {
+    let Some(first) = rows.first() else {
+        return Ok(Settled::Folded);
+    };
+    let payload = serde_json::to_value(digest).expect("events serialize to JSON");
+    let digest_id: Uuid = client
+        .query_one(
+            "INSERT INTO core.notifications (org_id, event_kind, dedup_key, channel, payload)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (org_id, channel, dedup_key) DO UPDATE SET payload = excluded.payload
+             RETURNING id",
+            &[
+                &first.org_id,
+                &digest.kind().as_str(),
+                &digest.dedup_key(),
+                &first.channel,
+                &payload,
+            ],
+        )
+        .await?
+        .get(0);
+    let ids: Vec<Uuid> = rows.iter().map(|row| row.id).collect();
+    let attempts: Vec<i32> = rows.iter().map(|row| row.attempt).collect();
+    let folded = client
+        .execute(
+            "UPDATE core.notifications n
+             SET state = 'digested', digest_id = $3, attempts = n.attempts - 1
+             FROM unnest($1::uuid[], $2::int[]) AS m(id, attempt)
+             WHERE n.id = m.id AND n.state = 'sending' AND n.attempts = m.attempt",
+            &[&ids, &attempts, &digest_id],
+        )
+        .await?;
+    Ok(if folded as usize == rows.len() {
+        Settled::Folded
+    } else {
+        Settled::LeaseLost
+    })
 }

@@ -1,6 +1,8 @@
 //! The outbox and the delivery lane against the real Postgres and loopback receivers: routing,
 //! dedup, transactions, retries, outages, dead letters, leases and signatures.
 
+mod common;
+
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -11,15 +13,12 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::Router;
-use callscript_core::credentials::{CredentialKey, Secret};
-use callscript_core::model::{Category, Severity};
+use callscript_core::credentials::Secret;
+use callscript_core::model::Severity;
 use callscript_notify::channels::{self, Routing, Target};
 use callscript_notify::deliver::{self, Notification, Outcome};
 use callscript_notify::outbox::{self, Settled};
-use callscript_notify::{
-    enqueue_compliance_flags, enqueue_event, Event, EventKind, NotifyConfig, NotifyLane,
-    NotifyReport,
-};
+use callscript_notify::{enqueue_compliance_flags, enqueue_event, Event, EventKind};
 use callscript_testkit::vendors::LoopbackServer;
 use callscript_testkit::{create_org, insert_downloaded_calls, TestDatabase};
 use chrono::{DateTime, Utc};
@@ -29,7 +28,8 @@ use sha2::Sha256;
 use tokio_postgres::GenericClient;
 use uuid::Uuid;
 
-const PUBLIC_URL: &str = "https://qa.example.com";
+use common::{flag, key, lane, open_rows, routing, rows, settle, PUBLIC_URL};
+
 const SIGNING_SECRET: &str = "whsec_test_secret";
 
 /// One request a receiver got.
@@ -96,35 +96,6 @@ async fn receive(State(inbox): State<Inbox>, headers: HeaderMap, body: Bytes) ->
     StatusCode::from_u16(status).unwrap()
 }
 
-fn key() -> CredentialKey {
-    // 32 bytes of base64: the last symbol before `=` carries 2 bits, which must be zero.
-    CredentialKey::from_base64(&format!("{}A=", "B".repeat(42))).unwrap()
-}
-
-/// Retries within milliseconds, so tests see several attempts quickly.
-fn fast_config() -> NotifyConfig {
-    NotifyConfig {
-        poll_interval: Duration::from_millis(10),
-        backoff_min: Duration::from_millis(20),
-        backoff_max: Duration::from_millis(100),
-        request_timeout: Duration::from_secs(5),
-        public_url: Some(PUBLIC_URL.into()),
-        ..NotifyConfig::default()
-    }
-}
-
-fn lane(db: &TestDatabase) -> NotifyLane {
-    NotifyLane::new(db.pool.clone(), key(), fast_config())
-}
-
-fn routing(kinds: &[EventKind], min_severity: Severity) -> Routing {
-    Routing {
-        event_kinds: kinds.to_vec(),
-        min_severity,
-        enabled: true,
-    }
-}
-
 async fn add_webhook(
     client: &impl GenericClient,
     org: Uuid,
@@ -154,70 +125,6 @@ async fn add_slack(
     channels::save(client, &key(), org, name, routing, &target)
         .await
         .unwrap();
-}
-
-fn flag(call_id: Uuid, severity: Severity) -> Event {
-    Event::Flag {
-        call_id,
-        flag_id: Some(Uuid::new_v4()),
-        rule_id: "card-number".into(),
-        category: Category::Compliance,
-        severity,
-        evidence: "sure it's 4242".into(),
-        start_ms: Some(42_500),
-        speaker: Some("customer".into()),
-    }
-}
-
-/// Runs batches until no row is pending or sending (retries included), within `limit`.
-async fn settle(lane: &NotifyLane, db: &TestDatabase, limit: Duration) -> NotifyReport {
-    let deadline = tokio::time::Instant::now() + limit;
-    let mut report = NotifyReport::default();
-    loop {
-        if let Some(batch) = lane.run_batch().await.unwrap() {
-            report.delivered += batch.delivered;
-            report.retrying += batch.retrying;
-            report.failed += batch.failed;
-            report.lost += batch.lost;
-            continue;
-        }
-        if open_rows(db).await == 0 {
-            return report;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "rows still open after {limit:?}: {report:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-async fn open_rows(db: &TestDatabase) -> i64 {
-    db.client()
-        .await
-        .query_one(
-            "SELECT count(*) FROM core.notifications WHERE state IN ('pending', 'sending')",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0)
-}
-
-/// (channel, state, attempts, last_error) of every row, by channel.
-async fn rows(db: &TestDatabase) -> Vec<(String, String, i32, Option<String>)> {
-    db.client()
-        .await
-        .query(
-            "SELECT channel, state::text, attempts, last_error FROM core.notifications
-             ORDER BY channel, created_at",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
-        .collect()
 }
 
 async fn one_call(client: &impl GenericClient, org: Uuid, name: &str) -> Uuid {

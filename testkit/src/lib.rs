@@ -1,8 +1,10 @@
 //! Test support: every test gets its own freshly migrated database on the real Postgres server
-//! named by `DATABASE_URL`, and, when it needs one, its own S3-protocol server on loopback.
+//! named by `DATABASE_URL`, and, when it needs one, its own S3-protocol server, vendor fakes
+//! ([`vendors`]) and SMTP sink ([`smtp`]) on loopback.
 //! `scripts/test` provides `DATABASE_URL` (a local cluster it starts, or the one given).
 
 pub mod s3;
+pub mod smtp;
 pub mod vendors;
 
 use callscript_core::db::{connect_one, connect_pool, DatabaseUrl};

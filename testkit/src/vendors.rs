@@ -1,10 +1,11 @@
 //! Loopback servers standing in for the third-party APIs the tests cannot reach (Ringba,
-//! LiveKit, an OpenAI-compatible LLM server). They replay payloads of the vendors' documented
+//! LiveKit, an OpenAI-compatible LLM server, Twilio's Messages API). They replay payloads of the vendors' documented
 //! shapes, kept in one place: `fixtures/vendors/<vendor>/`, read through [`fixture`].
 
 pub mod livekit;
 pub mod openai;
 pub mod ringba;
+pub mod twilio;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

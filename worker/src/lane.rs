@@ -36,6 +36,7 @@ use callscript_core::queue::{
 };
 use callscript_core::storage::ObjectStore;
 use callscript_core::usage::UsageRecord;
+use callscript_core::workers;
 use candle_core::Device;
 use tokio::sync::{mpsc, watch};
 
@@ -302,8 +303,12 @@ impl TranscribeLane {
         let heartbeat = tokio::spawn(leases::heartbeat_loop(
             shared.pool.clone(),
             shared.held.clone(),
-            shared.config.heartbeat_every,
-            shared.config.lease_for,
+            leases::HeartbeatConfig {
+                worker_id: shared.config.worker_id.clone(),
+                org_id: shared.config.org_id,
+                every: shared.config.heartbeat_every,
+                lease_for: shared.config.lease_for,
+            },
             shared.metrics.clone(),
         ));
         let gauges = shared
@@ -352,6 +357,12 @@ impl TranscribeLane {
             }
         }
         heartbeat.abort();
+        if let Err(e) =
+            async { workers::sign_off(&**shared.pool.get().await?, &shared.config.worker_id).await }
+                .await
+        {
+            tracing::warn!(error = %e, "cannot sign off from core.workers");
+        }
         stopper.abort();
         if let Some(gauges) = gauges {
             gauges.abort();

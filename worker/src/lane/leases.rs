@@ -10,7 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use callscript_core::db::Pool;
+use callscript_core::model::Lane;
 use callscript_core::queue::{self, Lease};
+use callscript_core::workers;
 use uuid::Uuid;
 
 use super::LaneMetrics;
@@ -48,26 +50,41 @@ impl HeldLeases {
     }
 }
 
-/// Extends every held lease each `every`, for `lease_for` from then; runs until aborted.
+/// What the heartbeat needs to know of the lane.
+pub(super) struct HeartbeatConfig {
+    pub worker_id: String,
+    pub org_id: Option<Uuid>,
+    pub every: Duration,
+    pub lease_for: Duration,
+}
+
+/// Each `every`, reports the worker in (`core.workers`, busy or idle) and extends every held
+/// lease, for `lease_for` from then; runs until aborted.
 pub(super) async fn heartbeat_loop(
     pool: Pool,
     held: HeldLeases,
-    every: Duration,
-    lease_for: Duration,
+    config: HeartbeatConfig,
     metrics: LaneMetrics,
 ) {
-    let mut ticks = tokio::time::interval(every);
+    let mut ticks = tokio::time::interval(config.every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
         metrics.leases_held.set(held.len() as f64);
         let mut leases = held.snapshot();
-        if leases.is_empty() {
-            continue;
-        }
         let report = async {
             let client = pool.get().await?;
-            queue::heartbeat(&**client, &mut leases, lease_for).await
+            workers::report_in(
+                &**client,
+                &config.worker_id,
+                Lane::Transcribe,
+                config.org_id,
+            )
+            .await?;
+            if leases.is_empty() {
+                return Ok(queue::HeartbeatReport::default());
+            }
+            queue::heartbeat(&**client, &mut leases, config.lease_for).await
         };
         match report.await {
             Ok(report) => {

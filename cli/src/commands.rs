@@ -131,9 +131,13 @@ enum OrgCommand {
     /// An organization's members (admin, reviewer, viewer) and their API tokens.
     #[command(subcommand)]
     Members(crate::review::MembersCommand),
-    /// Where alerts go: Slack and signed-webhook channels and which events each gets.
+    /// Where alerts go: Slack, signed-webhook, email and SMS channels, which events each gets,
+    /// and when (quiet hours, a rate limit).
     #[command(subcommand)]
     Notify(crate::notify::ChannelCommand),
+    /// Queue health alerts: thresholds and the latest conditions.
+    #[command(subcommand)]
+    Alerts(crate::notify::AlertsCommand),
 }
 
 #[derive(Subcommand)]
@@ -362,6 +366,7 @@ async fn org(settings: &Settings, command: OrgCommand) -> Result<()> {
         OrgCommand::Credentials(command) => credentials_command(&**client, command).await?,
         OrgCommand::Members(command) => crate::review::members(&**client, command).await?,
         OrgCommand::Notify(command) => crate::notify::channels_command(&pool, command).await?,
+        OrgCommand::Alerts(command) => crate::notify::alerts_command(&pool, command).await?,
         OrgCommand::List => {
             for org in orgs::list(&**client).await? {
                 println!(

@@ -307,7 +307,7 @@ pub async fn judge(settings: &Settings, args: JudgeArgs) -> Result<()> {
         },
     };
     let stop = stop_on_signal();
-    let mut delivery = args.alongside.lane(&lane.pool)?;
+    let mut delivery = args.alongside.lane(&lane.database_url, &lane.pool)?;
     // Without --until-idle the delivery lane runs beside the judge until the signal; with it,
     // after the judge, until the alerts it queued are out (or wait for a retry).
     let beside = if args.until_idle {

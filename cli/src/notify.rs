@@ -4,13 +4,15 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use callscript_core::credentials::{CredentialKey, Secret};
-use callscript_core::db::Pool;
+use callscript_core::db::{DatabaseUrl, Pool};
 use callscript_core::model::Severity;
 use callscript_core::orgs;
 use callscript_notify::channels::{
     self, ChannelInfo, ChannelSettings, EmailSettings, Routing, SmsSettings, SmtpSettings, SmtpTls,
     Target, TWILIO_API_URL,
 };
+use callscript_notify::alerts::{self, AlertSettings};
+use callscript_notify::policy::{self, QuietHours, RateLimit};
 use callscript_notify::{EventKind, NotifyConfig, NotifyLane, NotifyReport};
 use clap::{Args, Subcommand};
 
@@ -43,12 +45,13 @@ pub struct AlongsideArgs {
 
 impl AlongsideArgs {
     /// The delivery lane when --notify was given.
-    pub fn lane(&self, pool: &Pool) -> Result<Option<NotifyLane>> {
+    pub fn lane(&self, database_url: &DatabaseUrl, pool: &Pool) -> Result<Option<NotifyLane>> {
         if !self.notify {
             return Ok(None);
         }
         let key = CredentialKey::from_env().context("--notify opens channel secrets")?;
         Ok(Some(delivery_lane(
+            database_url,
             pool.clone(),
             key,
             NotifyConfig::default().batch_size,
@@ -58,6 +61,7 @@ impl AlongsideArgs {
 }
 
 fn delivery_lane(
+    database_url: &DatabaseUrl,
     pool: Pool,
     key: CredentialKey,
     batch_size: i64,
@@ -72,13 +76,22 @@ fn delivery_lane(
             ..NotifyConfig::default()
         },
     )
+    .listening(database_url.clone())
 }
 
 /// Prints what a delivery lane did.
 pub fn print_report(report: &NotifyReport) {
     println!(
-        "notify: {} delivered, {} to retry, {} failed, {} lost to an expired lease",
-        report.delivered, report.retrying, report.failed, report.lost
+        "notify: {} delivered, {} to retry, {} failed, {} lost to an expired lease, {} held \
+         (quiet hours, rate limit), {} folded into digests; queue health: {} alerts, {} resolved",
+        report.delivered,
+        report.retrying,
+        report.failed,
+        report.lost,
+        report.held,
+        report.folded,
+        report.queue_alerts,
+        report.queue_resolved
     );
 }
 
@@ -303,12 +316,103 @@ pub enum ChannelCommand {
     },
     /// Remove a channel and its secret; its undelivered messages fail.
     Remove { org: String, name: String },
+    /// When a channel's messages go out: quiet hours in the organization's time zone and a rate
+    /// limit. Held messages go as one digest when quiet hours end; past the limit, the rest go
+    /// as one digest. Without options, shows the policy.
+    Policy {
+        org: String,
+        name: String,
+        /// Local quiet hours, e.g. 22:00-07:00, or `none`.
+        #[arg(long, value_name = "HH:MM-HH:MM|none")]
+        quiet: Option<String>,
+        /// During quiet hours, flags at or above this severity still go at once [default:
+        /// critical]; `none`: nothing does.
+        #[arg(long, value_name = "SEVERITY|none")]
+        quiet_bypass: Option<String>,
+        /// At most N messages per minute, hour or day (e.g. 20/hour), or `none`.
+        #[arg(long, value_name = "N/UNIT|none")]
+        rate_limit: Option<String>,
+    },
+}
+
+/// `org alerts`: queue health thresholds and episodes.
+#[derive(Subcommand)]
+pub enum AlertsCommand {
+    /// The thresholds, and the latest conditions (open ones first).
+    Show {
+        org: String,
+        /// How many episodes to list.
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+    },
+    /// Change thresholds; those not given are kept. The delivery lane checks them every minute.
+    Set(AlertSetArgs),
+}
+
+#[derive(Args)]
+pub struct AlertSetArgs {
+    org: String,
+    /// Stop checking this organization's queue.
+    #[arg(long, conflicts_with = "enable")]
+    disable: bool,
+    /// Check it again.
+    #[arg(long)]
+    enable: bool,
+    /// Alert when the oldest call waiting for transcription waited this long.
+    #[arg(long, value_name = "MINUTES")]
+    backlog_minutes: Option<i32>,
+    /// Alert when more than this share of the calls that ended in the window failed...
+    #[arg(long, value_name = "PERCENT")]
+    failure_rate_percent: Option<f64>,
+    #[arg(long, value_name = "MINUTES")]
+    failure_window_minutes: Option<i32>,
+    /// ...and the window has at least this many calls.
+    #[arg(long, value_name = "CALLS")]
+    failure_min_calls: Option<i32>,
+    /// Alert when calls wait and no transcription worker reported in for this long.
+    #[arg(long, value_name = "MINUTES")]
+    worker_silence_minutes: Option<i32>,
+    /// Alert when this many calls reached the dead letter within the window.
+    #[arg(long, value_name = "CALLS")]
+    dead_letter_threshold: Option<i32>,
+    #[arg(long, value_name = "MINUTES")]
+    dead_letter_window_minutes: Option<i32>,
+}
+
+impl AlertSetArgs {
+    fn apply(&self, settings: &mut AlertSettings) {
+        if self.disable {
+            settings.enabled = false;
+        }
+        if self.enable {
+            settings.enabled = true;
+        }
+        let fields = [
+            (&mut settings.backlog_minutes, self.backlog_minutes),
+            (&mut settings.failure_window_minutes, self.failure_window_minutes),
+            (&mut settings.failure_min_calls, self.failure_min_calls),
+            (&mut settings.worker_silence_minutes, self.worker_silence_minutes),
+            (&mut settings.dead_letter_threshold, self.dead_letter_threshold),
+            (
+                &mut settings.dead_letter_window_minutes,
+                self.dead_letter_window_minutes,
+            ),
+        ];
+        for (field, given) in fields {
+            if let Some(value) = given {
+                *field = value;
+            }
+        }
+        if let Some(percent) = self.failure_rate_percent {
+            settings.failure_rate_percent = percent;
+        }
+    }
 }
 
 pub async fn notify(settings: &Settings, args: NotifyArgs) -> Result<()> {
     let key = CredentialKey::from_env()?;
-    let (_, pool) = migrated_pool(settings, 4).await?;
-    let lane = delivery_lane(pool, key, args.batch_size, args.public_url);
+    let (url, pool) = migrated_pool(settings, 4).await?;
+    let lane = delivery_lane(&url, pool, key, args.batch_size, args.public_url);
     print_report(&lane.run(args.until_idle, stop_on_signal()).await?);
     Ok(())
 }
@@ -354,8 +458,16 @@ pub async fn channels_command(pool: &Pool, command: ChannelCommand) -> Result<()
                     .iter()
                     .map(|k| k.as_str())
                     .collect();
+                let (policy, _) = policy::load(&**client, org.id, &channel.name).await?;
+                let mut when = String::new();
+                if let Some(quiet) = policy.quiet {
+                    when.push_str(&format!(" quiet {quiet}"));
+                }
+                if let Some(limit) = policy.rate_limit {
+                    when.push_str(&format!(" at most {limit}"));
+                }
                 println!(
-                    "{:<20} {:<8} {:<8} events {:<16} flags from {:<8} {}",
+                    "{:<20} {:<8} {:<8} events {:<16} flags from {:<8} {}{when}",
                     channel.name,
                     channel.kind,
                     if channel.routing.enabled {
@@ -379,8 +491,110 @@ pub async fn channels_command(pool: &Pool, command: ChannelCommand) -> Result<()
             channels::remove(&**client, org.id, &name).await?;
             println!("channel {name} of {} removed", org.slug);
         }
+        ChannelCommand::Policy {
+            org,
+            name,
+            quiet,
+            quiet_bypass,
+            rate_limit,
+        } => {
+            let org = orgs::by_slug(&**client, &org).await?;
+            let (mut policy, timezone) = policy::load(&**client, org.id, &name).await?;
+            let changing = quiet.is_some() || quiet_bypass.is_some() || rate_limit.is_some();
+            if let Some(quiet) = quiet {
+                policy.quiet = match quiet.as_str() {
+                    "none" => None,
+                    span => {
+                        let (start, end) = policy::parse_quiet_span(span)?;
+                        let bypass = policy.quiet.map_or(Some(Severity::Critical), |q| q.bypass);
+                        Some(QuietHours { start, end, bypass })
+                    }
+                };
+            }
+            if let Some(bypass) = quiet_bypass {
+                let Some(quiet) = policy.quiet.as_mut() else {
+                    bail!("channel {name} has no quiet hours to bypass: give --quiet too");
+                };
+                quiet.bypass = match bypass.as_str() {
+                    "none" => None,
+                    severity => Some(
+                        severity
+                            .parse()
+                            .with_context(|| format!("--quiet-bypass {severity}"))?,
+                    ),
+                };
+            }
+            if let Some(limit) = rate_limit {
+                policy.rate_limit = match limit.as_str() {
+                    "none" => None,
+                    limit => Some(limit.parse::<RateLimit>()?),
+                };
+            }
+            if changing {
+                policy::save(&**client, org.id, &name, &policy).await?;
+            }
+            let quiet = policy
+                .quiet
+                .map_or_else(|| "none".to_owned(), |quiet| format!("{quiet} {timezone}"));
+            let limit = policy
+                .rate_limit
+                .map_or_else(|| "none".to_owned(), |limit| limit.to_string());
+            println!("channel {name} of {}: quiet hours {quiet}, rate limit {limit}", org.slug);
+        }
     }
     Ok(())
+}
+
+pub async fn alerts_command(pool: &Pool, command: AlertsCommand) -> Result<()> {
+    let client = pool.get().await?;
+    match command {
+        AlertsCommand::Show { org, limit } => {
+            let org = orgs::by_slug(&**client, &org).await?;
+            let settings = alerts::settings(&**client, org.id).await?;
+            print_alert_settings(&org.slug, &settings);
+            for episode in alerts::episodes(&**client, org.id, limit.max(1)).await? {
+                let started = episode.started_at.format("%Y-%m-%d %H:%M:%S UTC");
+                match &episode.resolved {
+                    None => println!(
+                        "OPEN     {:<13} since {started}: {}",
+                        episode.condition, episode.detail
+                    ),
+                    Some((at, detail)) => println!(
+                        "resolved {:<13} {started} to {}: {} / {detail}",
+                        episode.condition,
+                        at.format("%H:%M:%S"),
+                        episode.detail
+                    ),
+                }
+            }
+        }
+        AlertsCommand::Set(args) => {
+            let org = orgs::by_slug(&**client, &args.org).await?;
+            let mut settings = alerts::settings(&**client, org.id).await?;
+            args.apply(&mut settings);
+            alerts::save_settings(&**client, org.id, &settings).await?;
+            print_alert_settings(&org.slug, &settings);
+        }
+    }
+    Ok(())
+}
+
+fn print_alert_settings(org: &str, settings: &AlertSettings) {
+    if !settings.enabled {
+        println!("queue health of {org}: not checked");
+        return;
+    }
+    println!(
+        "queue health of {org}: backlog from {} min; failures above {}% of at least {} calls in \
+         {} min; no worker for {} min; {} dead letters in {} min",
+        settings.backlog_minutes,
+        settings.failure_rate_percent,
+        settings.failure_min_calls,
+        settings.failure_window_minutes,
+        settings.worker_silence_minutes,
+        settings.dead_letter_threshold,
+        settings.dead_letter_window_minutes
+    );
 }
 
 /// Where a listed channel sends, without its secret: a webhook's URL, an email channel's mail

@@ -26,7 +26,7 @@ pub struct ServeArgs {
 }
 
 pub async fn serve(settings: &Settings, args: ServeArgs) -> Result<()> {
-    let (_, pool) = migrated_pool(settings, args.connections).await?;
+    let (url, pool) = migrated_pool(settings, args.connections).await?;
     let store = open_reachable_storage(settings).await?;
     let listener = TcpListener::bind(args.listen)
         .await
@@ -34,7 +34,7 @@ pub async fn serve(settings: &Settings, args: ServeArgs) -> Result<()> {
     let address = listener.local_addr()?;
     eprintln!("serve: review UI on http://{address}/ and API on http://{address}/api/v1");
     let stop = stop_on_signal();
-    let beside = args.alongside.lane(&pool)?.map(|delivery| {
+    let beside = args.alongside.lane(&url, &pool)?.map(|delivery| {
         let stop = stop.clone();
         tokio::spawn(async move { delivery.run(false, stop).await })
     });

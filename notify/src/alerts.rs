@@ -358,6 +358,46 @@ fn queue_event(
     }
 }
 
+/// One episode of a queue condition.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Episode {
+    pub id: Uuid,
+    pub condition: QueueCondition,
+    pub started_at: DateTime<Utc>,
+    pub detail: String,
+    /// When it ended, and what was measured then; `None` while it holds.
+    pub resolved: Option<(DateTime<Utc>, String)>,
+}
+
+/// The organization's latest episodes, open ones first, then the newest.
+pub async fn episodes(
+    client: &impl GenericClient,
+    org_id: Uuid,
+    limit: i64,
+) -> Result<Vec<Episode>, DbError> {
+    client
+        .query(
+            "SELECT id, condition, started_at, detail, resolved_at, resolved_detail
+             FROM core.queue_alerts WHERE org_id = $1
+             ORDER BY resolved_at IS NOT NULL, started_at DESC LIMIT $2",
+            &[&org_id, &limit],
+        )
+        .await?
+        .iter()
+        .map(|row| {
+            let condition: String = row.get(1);
+            let resolved_at: Option<DateTime<Utc>> = row.get(4);
+            Ok(Episode {
+                id: row.get(0),
+                condition: condition.parse()?,
+                started_at: row.get(2),
+                detail: row.get(3),
+                resolved: resolved_at.map(|at| (at, row.get(5))),
+            })
+        })
+        .collect()
+}
+
 /// Checks every organization, each in its own transaction (one org's failure is logged and the
 /// others are still checked).
 pub async fn check_all(pool: &Pool) -> Result<CheckReport, DbError> {

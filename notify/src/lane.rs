@@ -5,21 +5,27 @@
 //! A batch's requests go out together (one slow receiver does not hold the others back), then
 //! their outcomes are written. Each claim is leased for longer than a request may take; a lane
 //! that dies mid-batch leaves its rows `sending`, and they are claimed again when the lease
-//! passes. Idle, the lane polls every second: the outbox is written by other lanes'
-//! transactions, and a second is what "seconds, not minutes" allows.
+//! passes. Idle, the lane waits for a new outbox row's NOTIFY (sent on its writer's commit, so
+//! a message leaves within milliseconds of its cause) and polls every second besides, for
+//! retries and held messages that fall due and for wake-ups lost while reconnecting.
+//!
+//! The lane also checks queue health ([`crate::alerts`]) on a timer, every minute by default:
+//! any number of lanes may do so, as each condition's episode opens and closes once.
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::time::Duration;
 
 use callscript_core::credentials::{CredentialError, CredentialKey};
-use callscript_core::db::{DbError, Pool};
+use callscript_core::db::{DatabaseUrl, DbError, Pool};
+use callscript_core::queue::{QueueListener, OUTBOX_WAKEUP};
 use chrono::Utc;
 use futures_util::future::join_all;
 use tokio::sync::watch;
 use tokio_postgres::GenericClient;
 use uuid::Uuid;
 
+use crate::alerts;
 use crate::channels::{self, Channel, ChannelError};
 use crate::deliver::{self, Notification, Outcome};
 use crate::outbox::{self, Claimed, Settled};
@@ -33,8 +39,11 @@ pub struct NotifyConfig {
     /// How long a claim is held; raised to `request_timeout` plus a margin if shorter, or a slow
     /// request would outlive its lease and be sent twice.
     pub lease_for: Duration,
-    /// How often an idle lane looks for due rows.
+    /// How often an idle lane looks for due rows without being woken.
     pub poll_interval: Duration,
+    /// How often queue health is checked (the first time when the lane starts); `None`: never,
+    /// left to other lanes.
+    pub health_check_every: Option<Duration>,
     /// The delay after a first failed attempt; it doubles with each one up to `backoff_max`.
     pub backoff_min: Duration,
     pub backoff_max: Duration,
@@ -51,6 +60,7 @@ impl Default for NotifyConfig {
             batch_size: 32,
             lease_for: Duration::from_secs(60),
             poll_interval: Duration::from_secs(1),
+            health_check_every: Some(Duration::from_secs(60)),
             backoff_min: Duration::from_secs(2),
             backoff_max: Duration::from_secs(10 * 60),
             request_timeout: Duration::from_secs(10),
@@ -73,6 +83,9 @@ pub struct NotifyReport {
     pub held: usize,
     /// Folded into a digest (sent as one message).
     pub folded: usize,
+    /// Queue health conditions that started, and that ended, in this run's checks.
+    pub queue_alerts: usize,
+    pub queue_resolved: usize,
 }
 
 impl NotifyReport {
@@ -83,6 +96,8 @@ impl NotifyReport {
         self.lost += other.lost;
         self.held += other.held;
         self.folded += other.folded;
+        self.queue_alerts += other.queue_alerts;
+        self.queue_resolved += other.queue_resolved;
     }
 
     fn count(&mut self, settled: Settled) {
@@ -102,6 +117,8 @@ pub struct NotifyLane {
     key: CredentialKey,
     http: reqwest::Client,
     config: NotifyConfig,
+    /// Where to LISTEN for new rows; `None`: poll only.
+    listen_at: Option<DatabaseUrl>,
 }
 
 /// What became of one claimed row's attempt.
@@ -127,18 +144,38 @@ impl NotifyLane {
             key,
             http: callscript_ingest::http::client(config.request_timeout),
             config,
+            listen_at: None,
         }
     }
 
+    /// Wakes the idle lane on a new outbox row (LISTEN on a connection of its own) instead of
+    /// only at the next poll.
+    pub fn listening(mut self, database_url: DatabaseUrl) -> Self {
+        self.listen_at = Some(database_url);
+        self
+    }
+
     /// Runs until `stop` turns true (after the batch in hand), or with `until_idle`, until no
-    /// row is due now (retries due later are left for the next run).
+    /// row is due now (retries due later are left for the next run). Queue health is checked
+    /// first and then every `health_check_every`.
     pub async fn run(
         &self,
         until_idle: bool,
         mut stop: watch::Receiver<bool>,
     ) -> Result<NotifyReport, DbError> {
+        let mut listener = match &self.listen_at {
+            Some(url) => QueueListener::connect_or_poll(url).await,
+            None => None,
+        };
         let mut report = NotifyReport::default();
+        let mut next_check = tokio::time::Instant::now();
         while !*stop.borrow() {
+            if let Some(every) = self.config.health_check_every {
+                if tokio::time::Instant::now() >= next_check {
+                    self.check_health(&mut report).await;
+                    next_check = tokio::time::Instant::now() + every;
+                }
+            }
             if let Some(batch) = self.run_batch().await? {
                 report.add(&batch);
                 continue;
@@ -146,18 +183,59 @@ impl NotifyLane {
             if until_idle {
                 break;
             }
-            // Jittered, so many idle lanes do not poll in step.
-            let wait = self
-                .config
-                .poll_interval
-                .mul_f64(rand::random_range(0.8..1.2));
+            let health_due = async {
+                match self.config.health_check_every {
+                    Some(_) => tokio::time::sleep_until(next_check).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
-                () = tokio::time::sleep(wait) => {}
+                () = self.wait_for_rows(&mut listener) => {}
+                () = health_due => {}
                 // A dropped sender disables this branch instead of waking the loop forever.
                 Ok(()) = stop.changed() => {}
             }
         }
         Ok(report)
+    }
+
+    /// Waits for a new row's wake-up or the poll interval, jittered so many idle lanes do not
+    /// poll in step.
+    async fn wait_for_rows(&self, listener: &mut Option<QueueListener>) {
+        match listener {
+            Some(listener) => {
+                listener
+                    .wait_for(OUTBOX_WAKEUP, self.config.poll_interval)
+                    .await;
+            }
+            None => {
+                let wait = self
+                    .config
+                    .poll_interval
+                    .mul_f64(rand::random_range(0.8..1.2));
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
+
+    /// One queue health check of every organization; a failed check is logged and tried again
+    /// at the next tick, as delivery must go on.
+    async fn check_health(&self, report: &mut NotifyReport) {
+        match alerts::check_all(&self.pool).await {
+            Ok(checked) => {
+                if checked.started + checked.resolved > 0 {
+                    tracing::info!(
+                        started = checked.started,
+                        resolved = checked.resolved,
+                        queued = checked.queued,
+                        "queue health changed"
+                    );
+                }
+                report.queue_alerts += checked.started;
+                report.queue_resolved += checked.resolved;
+            }
+            Err(e) => tracing::warn!(error = %e, "queue health check failed"),
+        }
     }
 
     /// Claims one batch and delivers it; `None` when nothing was due. Each channel's policy

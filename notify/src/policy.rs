@@ -6,6 +6,8 @@
 //! Held messages that come back together go as one digest (as do messages past the limit when
 //! one slot is left), so a night or a storm of alerts reads as one message, not a flood.
 
+use std::fmt;
+use std::str::FromStr;
 use std::time::Duration;
 
 use callscript_core::db::DbError;
@@ -59,6 +61,72 @@ impl QuietHours {
 
     fn lets_through(&self, severity: Option<Severity>) -> bool {
         matches!((self.bypass, severity), (Some(bypass), Some(severity)) if severity >= bypass)
+    }
+}
+
+/// Quiet hours as people write them: `22:00-07:00` (local, may cross midnight).
+pub fn parse_quiet_span(text: &str) -> Result<(NaiveTime, NaiveTime), PolicyError> {
+    let unreadable = || PolicyError::Unreadable {
+        what: "quiet hours",
+        value: text.to_owned(),
+        expected: "HH:MM-HH:MM, e.g. 22:00-07:00",
+    };
+    let (start, end) = text.split_once('-').ok_or_else(unreadable)?;
+    let time = |part: &str| NaiveTime::parse_from_str(part.trim(), "%H:%M").map_err(|_| unreadable());
+    let (start, end) = (time(start)?, time(end)?);
+    if start == end {
+        return Err(PolicyError::EmptyQuietHours);
+    }
+    Ok((start, end))
+}
+
+impl fmt::Display for QuietHours {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.start.format("%H:%M"), self.end.format("%H:%M"))?;
+        match self.bypass {
+            Some(severity) => write!(f, " ({severity} and above still sent)"),
+            None => f.write_str(" (nothing sent)"),
+        }
+    }
+}
+
+/// The windows a rate limit is written in, and their names.
+const RATE_WINDOWS: &[(&str, u64)] = &[("minute", 60), ("hour", 3600), ("day", 86_400)];
+
+impl FromStr for RateLimit {
+    type Err = PolicyError;
+
+    /// `20/hour`: at most 20 messages per hour (or per `minute`, per `day`).
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let unreadable = || PolicyError::Unreadable {
+            what: "rate limit",
+            value: text.to_owned(),
+            expected: "N/minute, N/hour or N/day with N at least 1, e.g. 20/hour",
+        };
+        let (max, unit) = text.split_once('/').ok_or_else(unreadable)?;
+        let max: u32 = max.trim().parse().map_err(|_| unreadable())?;
+        let seconds = RATE_WINDOWS
+            .iter()
+            .find(|(name, _)| *name == unit.trim())
+            .map(|&(_, seconds)| seconds)
+            .ok_or_else(unreadable)?;
+        if max == 0 {
+            return Err(unreadable());
+        }
+        Ok(RateLimit {
+            max,
+            window: Duration::from_secs(seconds),
+        })
+    }
+}
+
+impl fmt::Display for RateLimit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let seconds = self.window.as_secs();
+        match RATE_WINDOWS.iter().find(|&&(_, window)| window == seconds) {
+            Some((name, _)) => write!(f, "{}/{name}", self.max),
+            None => write!(f, "{} per {seconds} s", self.max),
+        }
     }
 }
 
@@ -183,6 +251,12 @@ pub enum PolicyError {
     EmptyQuietHours,
     #[error("a rate limit must allow at least one message in a window longer than zero")]
     EmptyRateLimit,
+    #[error("cannot read the {what} {value:?}: expected {expected}")]
+    Unreadable {
+        what: &'static str,
+        value: String,
+        expected: &'static str,
+    },
     #[error("the organization's time zone {0:?} is not a known IANA name")]
     Timezone(String),
     #[error(transparent)]
@@ -319,6 +393,24 @@ mod tests {
             start: NaiveTime::from_hms_opt(22, 0, 0).unwrap(),
             end: NaiveTime::from_hms_opt(7, 0, 0).unwrap(),
             bypass: Some(Severity::Critical),
+        }
+    }
+
+    #[test]
+    fn quiet_hours_and_rate_limits_read_as_written() {
+        let (start, end) = parse_quiet_span("22:00-07:00").unwrap();
+        assert_eq!((start, end), (night().start, night().end));
+        assert_eq!(night().to_string(), "22:00-07:00 (critical and above still sent)");
+        for bad in ["22:00", "22-07", "25:00-07:00", "07:00-07:00"] {
+            assert!(parse_quiet_span(bad).is_err(), "{bad}");
+        }
+        let limit: RateLimit = "20/hour".parse().unwrap();
+        assert_eq!(limit.max, 20);
+        assert_eq!(limit.window, Duration::from_secs(3600));
+        assert_eq!(limit.to_string(), "20/hour");
+        for bad in ["0/hour", "20", "20/week", "-1/day", "x/minute"] {
+            let error = bad.parse::<RateLimit>().unwrap_err().to_string();
+            assert!(error.contains("e.g. 20/hour"), "{bad}: {error}");
         }
     }
 

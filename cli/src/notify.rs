@@ -7,11 +7,11 @@ use callscript_core::credentials::{CredentialKey, Secret};
 use callscript_core::db::{DatabaseUrl, Pool};
 use callscript_core::model::Severity;
 use callscript_core::orgs;
+use callscript_notify::alerts::{self, AlertSettings};
 use callscript_notify::channels::{
     self, ChannelInfo, ChannelSettings, EmailSettings, Routing, SmsSettings, SmtpSettings, SmtpTls,
     Target, TWILIO_API_URL,
 };
-use callscript_notify::alerts::{self, AlertSettings};
 use callscript_notify::policy::{self, QuietHours, RateLimit};
 use callscript_notify::{EventKind, NotifyConfig, NotifyLane, NotifyReport};
 use clap::{Args, Subcommand};
@@ -389,10 +389,19 @@ impl AlertSetArgs {
         }
         let fields = [
             (&mut settings.backlog_minutes, self.backlog_minutes),
-            (&mut settings.failure_window_minutes, self.failure_window_minutes),
+            (
+                &mut settings.failure_window_minutes,
+                self.failure_window_minutes,
+            ),
             (&mut settings.failure_min_calls, self.failure_min_calls),
-            (&mut settings.worker_silence_minutes, self.worker_silence_minutes),
-            (&mut settings.dead_letter_threshold, self.dead_letter_threshold),
+            (
+                &mut settings.worker_silence_minutes,
+                self.worker_silence_minutes,
+            ),
+            (
+                &mut settings.dead_letter_threshold,
+                self.dead_letter_threshold,
+            ),
             (
                 &mut settings.dead_letter_window_minutes,
                 self.dead_letter_window_minutes,
@@ -539,7 +548,10 @@ pub async fn channels_command(pool: &Pool, command: ChannelCommand) -> Result<()
             let limit = policy
                 .rate_limit
                 .map_or_else(|| "none".to_owned(), |limit| limit.to_string());
-            println!("channel {name} of {}: quiet hours {quiet}, rate limit {limit}", org.slug);
+            println!(
+                "channel {name} of {}: quiet hours {quiet}, rate limit {limit}",
+                org.slug
+            );
         }
     }
     Ok(())

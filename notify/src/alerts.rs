@@ -259,11 +259,15 @@ pub fn judge(reading: &QueueReading, settings: &AlertSettings) -> Vec<Verdict> {
         condition: QueueCondition::NoWorker,
         holds: reading.waiting > 0 && oldest > silence && silent,
         detail: format!(
-            "{} calls wait; a transcription worker last reported in {} (alert from {} min)",
+            "{} calls wait; {} (alert from {} min)",
             reading.waiting,
-            reading
-                .worker_silent_minutes
-                .map_or_else(|| "never".into(), |m| format!("{} min ago", m.floor())),
+            reading.worker_silent_minutes.map_or_else(
+                || "no transcription worker has reported in".into(),
+                |m| format!(
+                    "a transcription worker last reported in {} min ago",
+                    m.floor()
+                )
+            ),
             settings.worker_silence_minutes
         ),
     };
@@ -509,7 +513,7 @@ mod tests {
                 "the oldest call waiting for transcription has waited 23 min (alert from 15 min)",
                 "7 of 20 calls (35%) failed in the last 15 min (alert above 20% of at least 5 \
                  calls)",
-                "12 calls wait; a transcription worker last reported in never (alert from 5 min)",
+                "12 calls wait; no transcription worker has reported in (alert from 5 min)",
                 "14 calls reached the dead letter in the last 60 min (alert from 10)",
             ]
         );

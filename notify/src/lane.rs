@@ -383,7 +383,11 @@ impl NotifyLane {
                     continue;
                 }
             };
-            if policy == Policy::default() {
+            // Nothing to decide, unless held messages come back to be folded.
+            let any_held = indices
+                .iter()
+                .any(|&index| claimed[index].held_reason.is_some());
+            if policy == Policy::default() && !any_held {
                 continue;
             }
             let recent = match policy.rate_limit {

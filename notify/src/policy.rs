@@ -72,7 +72,8 @@ pub fn parse_quiet_span(text: &str) -> Result<(NaiveTime, NaiveTime), PolicyErro
         expected: "HH:MM-HH:MM, e.g. 22:00-07:00",
     };
     let (start, end) = text.split_once('-').ok_or_else(unreadable)?;
-    let time = |part: &str| NaiveTime::parse_from_str(part.trim(), "%H:%M").map_err(|_| unreadable());
+    let time =
+        |part: &str| NaiveTime::parse_from_str(part.trim(), "%H:%M").map_err(|_| unreadable());
     let (start, end) = (time(start)?, time(end)?);
     if start == end {
         return Err(PolicyError::EmptyQuietHours);
@@ -82,7 +83,12 @@ pub fn parse_quiet_span(text: &str) -> Result<(NaiveTime, NaiveTime), PolicyErro
 
 impl fmt::Display for QuietHours {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}-{}", self.start.format("%H:%M"), self.end.format("%H:%M"))?;
+        write!(
+            f,
+            "{}-{}",
+            self.start.format("%H:%M"),
+            self.end.format("%H:%M")
+        )?;
         match self.bypass {
             Some(severity) => write!(f, " ({severity} and above still sent)"),
             None => f.write_str(" (nothing sent)"),
@@ -400,7 +406,10 @@ mod tests {
     fn quiet_hours_and_rate_limits_read_as_written() {
         let (start, end) = parse_quiet_span("22:00-07:00").unwrap();
         assert_eq!((start, end), (night().start, night().end));
-        assert_eq!(night().to_string(), "22:00-07:00 (critical and above still sent)");
+        assert_eq!(
+            night().to_string(),
+            "22:00-07:00 (critical and above still sent)"
+        );
         for bad in ["22:00", "22-07", "25:00-07:00", "07:00-07:00"] {
             assert!(parse_quiet_span(bad).is_err(), "{bad}");
         }

@@ -3,141 +3,25 @@
 
 mod common;
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::routing::post;
-use axum::Router;
 use callscript_core::credentials::Secret;
 use callscript_core::model::Severity;
 use callscript_notify::channels::{self, Routing, Target};
 use callscript_notify::deliver::{self, Notification, Outcome};
 use callscript_notify::outbox::{self, Settled};
 use callscript_notify::{enqueue_compliance_flags, enqueue_event, Event, EventKind};
-use callscript_testkit::vendors::LoopbackServer;
-use callscript_testkit::{create_org, insert_downloaded_calls, TestDatabase};
+use callscript_testkit::{create_org, TestDatabase};
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
-use serde_json::Value;
 use sha2::Sha256;
-use tokio_postgres::GenericClient;
 use uuid::Uuid;
 
-use common::{flag, key, lane, open_rows, routing, rows, settle, PUBLIC_URL};
-
-const SIGNING_SECRET: &str = "whsec_test_secret";
-
-/// One request a receiver got.
-#[derive(Debug, Clone)]
-struct Seen {
-    headers: HeaderMap,
-    body: Bytes,
-}
-
-impl Seen {
-    fn header(&self, name: &str) -> &str {
-        self.headers
-            .get(name)
-            .unwrap_or_else(|| panic!("no {name} header"))
-            .to_str()
-            .unwrap()
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap()
-    }
-}
-
-#[derive(Default)]
-struct InboxState {
-    /// Statuses to answer with, in order; 200 once they run out (or `always` when set).
-    answers: VecDeque<u16>,
-    always: Option<u16>,
-    seen: Vec<Seen>,
-}
-
-/// A webhook receiver on loopback that records what it gets.
-#[derive(Clone, Default)]
-struct Inbox(Arc<Mutex<InboxState>>);
-
-impl Inbox {
-    fn router(&self) -> Router {
-        Router::new()
-            .route("/{*path}", post(receive))
-            .with_state(self.clone())
-    }
-
-    async fn start(&self) -> LoopbackServer {
-        LoopbackServer::start(self.router()).await
-    }
-
-    fn answer(&self, statuses: &[u16]) {
-        self.0.lock().unwrap().answers.extend(statuses);
-    }
-
-    fn always(&self, status: u16) {
-        self.0.lock().unwrap().always = Some(status);
-    }
-
-    fn seen(&self) -> Vec<Seen> {
-        self.0.lock().unwrap().seen.clone()
-    }
-}
-
-async fn receive(State(inbox): State<Inbox>, headers: HeaderMap, body: Bytes) -> StatusCode {
-    let mut state = inbox.0.lock().unwrap();
-    state.seen.push(Seen { headers, body });
-    let status = state.answers.pop_front().or(state.always).unwrap_or(200);
-    StatusCode::from_u16(status).unwrap()
-}
-
-async fn add_webhook(
-    client: &impl GenericClient,
-    org: Uuid,
-    name: &str,
-    url: String,
-    routing: &Routing,
-) {
-    let target = Target::Webhook {
-        url,
-        signing_secret: Secret::new(SIGNING_SECRET),
-    };
-    channels::save(client, &key(), org, name, routing, &target)
-        .await
-        .unwrap();
-}
-
-async fn add_slack(
-    client: &impl GenericClient,
-    org: Uuid,
-    name: &str,
-    url: String,
-    routing: &Routing,
-) {
-    let target = Target::Slack {
-        webhook_url: Secret::new(url),
-    };
-    channels::save(client, &key(), org, name, routing, &target)
-        .await
-        .unwrap();
-}
-
-async fn one_call(client: &impl GenericClient, org: Uuid, name: &str) -> Uuid {
-    insert_downloaded_calls(client, org, name, 1, Utc::now()).await;
-    client
-        .query_one(
-            "SELECT id FROM core.calls WHERE org_id = $1 AND external_id = $2",
-            &[&org, &format!("{name}-0")],
-        )
-        .await
-        .unwrap()
-        .get(0)
-}
+use common::{
+    add_slack, add_webhook, flag, key, lane, one_call, open_rows, routing, rows, settle, Inbox,
+    PUBLIC_URL, SIGNING_SECRET,
+};
 
 #[tokio::test]
 async fn a_critical_flag_reaches_each_routed_channel_once() {

@@ -1,16 +1,27 @@
-//! What the notify tests share: the sealing key, a lane that retries within milliseconds, and
-//! the outbox as the tests look at it.
+//! What the notify tests share: the sealing key, a lane that retries within milliseconds, a
+//! loopback webhook receiver, and the outbox as the tests look at it.
 
 // Each test binary compiles this module and uses only part of it.
 #![allow(dead_code)]
 
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use callscript_core::credentials::CredentialKey;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use axum::Router;
+use callscript_core::credentials::{CredentialKey, Secret};
 use callscript_core::model::{Category, Severity};
-use callscript_notify::channels::Routing;
+use callscript_notify::channels::{self, Routing, Target};
 use callscript_notify::{Event, EventKind, NotifyConfig, NotifyLane, NotifyReport};
-use callscript_testkit::TestDatabase;
+use callscript_testkit::vendors::LoopbackServer;
+use callscript_testkit::{insert_downloaded_calls, TestDatabase};
+use chrono::Utc;
+use serde_json::Value;
+use tokio_postgres::GenericClient;
 use uuid::Uuid;
 
 pub const PUBLIC_URL: &str = "https://qa.example.com";
@@ -28,6 +39,8 @@ pub fn fast_config() -> NotifyConfig {
         backoff_max: Duration::from_millis(100),
         request_timeout: Duration::from_secs(5),
         public_url: Some(PUBLIC_URL.into()),
+        // Tests that want queue health checked say so.
+        health_check_every: None,
         ..NotifyConfig::default()
     }
 }
@@ -106,4 +119,113 @@ pub async fn rows(db: &TestDatabase) -> Vec<(String, String, i32, Option<String>
         .iter()
         .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
         .collect()
+}
+
+pub const SIGNING_SECRET: &str = "whsec_test_secret";
+
+/// One request a receiver got.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Seen {
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .unwrap_or_else(|| panic!("no {name} header"))
+            .to_str()
+            .unwrap()
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap()
+    }
+}
+
+#[derive(Default)]
+pub struct InboxState {
+    /// Statuses to answer with, in order; 200 once they run out (or `always` when set).
+    answers: VecDeque<u16>,
+    always: Option<u16>,
+    seen: Vec<Seen>,
+}
+
+/// A webhook receiver on loopback that records what it gets.
+#[derive(Clone, Default)]
+pub struct Inbox(Arc<Mutex<InboxState>>);
+
+impl Inbox {
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/{*path}", post(receive))
+            .with_state(self.clone())
+    }
+
+    pub async fn start(&self) -> LoopbackServer {
+        LoopbackServer::start(self.router()).await
+    }
+
+    pub fn answer(&self, statuses: &[u16]) {
+        self.0.lock().unwrap().answers.extend(statuses);
+    }
+
+    pub fn always(&self, status: u16) {
+        self.0.lock().unwrap().always = Some(status);
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.0.lock().unwrap().seen.clone()
+    }
+}
+
+async fn receive(State(inbox): State<Inbox>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    let mut state = inbox.0.lock().unwrap();
+    state.seen.push(Seen { headers, body });
+    let status = state.answers.pop_front().or(state.always).unwrap_or(200);
+    StatusCode::from_u16(status).unwrap()
+}
+
+pub async fn add_webhook(
+    client: &impl GenericClient,
+    org: Uuid,
+    name: &str,
+    url: String,
+    routing: &Routing,
+) {
+    let target = Target::Webhook {
+        url,
+        signing_secret: Secret::new(SIGNING_SECRET),
+    };
+    channels::save(client, &key(), org, name, routing, &target)
+        .await
+        .unwrap();
+}
+
+pub async fn add_slack(
+    client: &impl GenericClient,
+    org: Uuid,
+    name: &str,
+    url: String,
+    routing: &Routing,
+) {
+    let target = Target::Slack {
+        webhook_url: Secret::new(url),
+    };
+    channels::save(client, &key(), org, name, routing, &target)
+        .await
+        .unwrap();
+}
+
+pub async fn one_call(client: &impl GenericClient, org: Uuid, name: &str) -> Uuid {
+    insert_downloaded_calls(client, org, name, 1, Utc::now()).await;
+    client
+        .query_one(
+            "SELECT id FROM core.calls WHERE org_id = $1 AND external_id = $2",
+            &[&org, &format!("{name}-0")],
+        )
+        .await
+        .unwrap()
+        .get(0)
 }

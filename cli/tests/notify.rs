@@ -318,3 +318,125 @@ async fn email_and_sms_channels_are_added_and_listed_without_their_secrets() {
     let (_, listed, _) = callscript(&db, &["org", "notify", "list", "acme"], "");
     assert_eq!(listed.lines().count(), 2, "{listed}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quiet_hours_rate_limits_and_queue_thresholds_are_set_and_shown() {
+    let db = TestDatabase::new(2).await;
+    let client = db.client().await;
+    create_org(&**client, "acme").await;
+    client
+        .execute(
+            "UPDATE core.organizations SET timezone = 'America/New_York'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let add = [
+        "org",
+        "notify",
+        "add",
+        "acme",
+        "qa",
+        "--webhook",
+        "http://127.0.0.1:9/hook",
+        "--generate-secret",
+    ];
+    let (ok, _, stderr) = callscript(&db, &add, "");
+    assert!(ok, "{stderr}");
+
+    let policy = |extra: &[&str]| {
+        let mut args = vec!["org", "notify", "policy", "acme", "qa"];
+        args.extend_from_slice(extra);
+        callscript(&db, &args, "")
+    };
+    let (ok, stdout, stderr) = policy(&[]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("quiet hours none, rate limit none"),
+        "{stdout}"
+    );
+    let (ok, stdout, stderr) = policy(&["--quiet", "22:00-07:00", "--rate-limit", "20/hour"]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains(
+            "quiet hours 22:00-07:00 (critical and above still sent) America/New_York, rate \
+             limit 20/hour"
+        ),
+        "{stdout}"
+    );
+    let (ok, stdout, stderr) = policy(&["--quiet-bypass", "none"]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("22:00-07:00 (nothing sent)"), "{stdout}");
+    let (ok, listed, stderr) = callscript(&db, &["org", "notify", "list", "acme"], "");
+    assert!(ok, "{stderr}");
+    assert!(
+        listed.contains("quiet 22:00-07:00 (nothing sent) at most 20/hour"),
+        "{listed}"
+    );
+
+    // Bad values are refused, naming what is wrong; the stored policy stays.
+    let (ok, _, stderr) = policy(&["--rate-limit", "20/week"]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("cannot read the rate limit \"20/week\""),
+        "{stderr}"
+    );
+    let (ok, _, stderr) = policy(&["--quiet", "22:00-22:00"]);
+    assert!(!ok);
+    assert!(stderr.contains("different times"), "{stderr}");
+    let (ok, stdout, _) = policy(&[]);
+    assert!(ok && stdout.contains("rate limit 20/hour"), "{stdout}");
+    let (ok, stdout, stderr) = policy(&["--quiet", "none", "--rate-limit", "none"]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("quiet hours none, rate limit none"),
+        "{stdout}"
+    );
+    let (ok, _, stderr) = policy(&["--quiet-bypass", "high"]);
+    assert!(!ok);
+    assert!(stderr.contains("no quiet hours to bypass"), "{stderr}");
+
+    let (ok, stdout, stderr) = callscript(&db, &["org", "alerts", "show", "acme"], "");
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("backlog from 15 min"), "{stdout}");
+    let set = [
+        "org",
+        "alerts",
+        "set",
+        "acme",
+        "--backlog-minutes",
+        "30",
+        "--failure-rate-percent",
+        "12.5",
+    ];
+    let (ok, stdout, stderr) = callscript(&db, &set, "");
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("backlog from 30 min; failures above 12.5% of at least 5 calls in 15 min"),
+        "{stdout}"
+    );
+    let (ok, _, stderr) = callscript(
+        &db,
+        &[
+            "org",
+            "alerts",
+            "set",
+            "acme",
+            "--worker-silence-minutes",
+            "0",
+        ],
+        "",
+    );
+    assert!(!ok);
+    assert!(
+        stderr.contains("the worker silence minutes must be positive"),
+        "{stderr}"
+    );
+    let (ok, stdout, _) = callscript(&db, &["org", "alerts", "show", "acme"], "");
+    assert!(ok && stdout.contains("backlog from 30 min"), "{stdout}");
+    let (ok, stdout, _) = callscript(&db, &["org", "alerts", "set", "acme", "--disable"], "");
+    assert!(
+        ok && stdout.contains("queue health of acme: not checked"),
+        "{stdout}"
+    );
+}

@@ -10,9 +10,11 @@
 //! - [`orgs`]: organizations (tenants) and their campaigns.
 //! - [`transcripts`]: transcripts and their segments as stored, saved and loaded per call.
 //! - [`flags`]: what a call's QA flags make of it (`flagged`).
+//! - [`html`]: text made inert in HTML pages and mails.
 //! - [`dates`]: time bounds as people write them (a date or an RFC 3339 time).
 //! - [`cursors`]: where ingest polling resumes (watermark) and the calls it must look at again.
 //! - [`usage`]: what each lane spent per call (audio and device seconds, cost).
+//! - [`workers`]: lane processes reporting in, for queue health.
 //! - [`metrics`]: Prometheus counters and gauges, served on `/metrics`.
 //!
 //! Nothing here knows about audio, Whisper, Ringba or rules: those live in their lanes.
@@ -22,6 +24,7 @@ pub mod cursors;
 pub mod dates;
 pub mod db;
 pub mod flags;
+pub mod html;
 pub mod maintenance;
 pub mod metrics;
 pub mod migrate;

@@ -310,6 +310,21 @@ impl Event {
     }
 }
 
+/// A critical flag said by the customer, for the unit tests of each module.
+#[cfg(test)]
+pub(crate) fn test_flag(rule_id: &str, evidence: &str, start_ms: Option<i32>) -> Event {
+    Event::Flag {
+        call_id: Uuid::nil(),
+        flag_id: Some(Uuid::max()),
+        rule_id: rule_id.into(),
+        category: Category::Compliance,
+        severity: Severity::Critical,
+        evidence: evidence.into(),
+        start_ms,
+        speaker: Some("customer".into()),
+    }
+}
+
 /// `text` with everything but ASCII letters, digits, `.`, `_` and `-` percent-encoded: rule ids
 /// are free text, header values are not.
 fn header_safe(text: &str) -> String {
@@ -353,39 +368,26 @@ mod label {
 mod tests {
     use super::*;
 
-    fn flag(rule_id: &str, start_ms: Option<i32>) -> Event {
-        Event::Flag {
-            call_id: Uuid::nil(),
-            flag_id: Some(Uuid::new_v4()),
-            rule_id: rule_id.into(),
-            category: Category::Compliance,
-            severity: Severity::Critical,
-            evidence: "my card is ending 4242".into(),
-            start_ms,
-            speaker: Some("customer".into()),
-        }
-    }
-
     #[test]
     fn a_flag_is_the_same_event_whatever_its_row() {
         let nil = Uuid::nil();
         assert_eq!(
-            flag("card-number", Some(42_000)).dedup_key(),
+            test_flag("card-number", "it's 4242", Some(42_000)).dedup_key(),
             format!("flag:{nil}:card-number:42000")
         );
         assert_eq!(
-            flag("card-number", Some(42_000)).dedup_key(),
-            flag("card-number", Some(42_000)).dedup_key()
+            test_flag("card-number", "it's 4242", Some(42_000)).dedup_key(),
+            test_flag("card-number", "it's 4242", Some(42_000)).dedup_key()
         );
         assert_eq!(
-            flag("no disclosure/ä", None).dedup_key(),
+            test_flag("no disclosure/ä", "", None).dedup_key(),
             format!("flag:{nil}:no%20disclosure%2F%C3%A4:call")
         );
     }
 
     #[test]
     fn events_survive_the_payload_column() {
-        let event = flag("card-number", Some(1));
+        let event = test_flag("card-number", "my card is ending 4242", Some(1));
         let payload = serde_json::to_value(&event).unwrap();
         assert_eq!(payload["kind"], "flag");
         assert_eq!(payload["severity"], "critical");

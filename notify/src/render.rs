@@ -200,28 +200,14 @@ fn capitalized(word: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use callscript_core::model::Category;
     use uuid::Uuid;
 
     use super::*;
-    use crate::QueueCondition;
-
-    fn flag(start_ms: Option<i32>) -> Event {
-        Event::Flag {
-            call_id: Uuid::nil(),
-            flag_id: Some(Uuid::max()),
-            rule_id: "card-number".into(),
-            category: Category::Compliance,
-            severity: Severity::Critical,
-            evidence: "it's 4242".into(),
-            start_ms,
-            speaker: Some("customer".into()),
-        }
-    }
+    use crate::{test_flag, QueueCondition};
 
     #[test]
     fn a_flag_says_rule_severity_time_and_words() {
-        let event = flag(Some(3_723_000));
+        let event = test_flag("card-number", "it's 4242", Some(3_723_000));
         let message = message(&event, link(Some("https://qa.example.com/"), &event));
         assert_eq!(message.title, "🚨 Critical compliance flag: card-number");
         assert_eq!(
@@ -266,7 +252,9 @@ mod tests {
         assert_eq!(resolved.title, "✅ Resolved: Transcription backlog");
         assert!(resolved.summary.starts_with("Resolved after 42 min"));
 
-        let events: Vec<Event> = (0..25).map(|i| flag(Some(i * 1000))).collect();
+        let events: Vec<Event> = (0..25)
+            .map(|i| test_flag("card-number", "it's 4242", Some(i * 1000)))
+            .collect();
         let digest = Event::Digest {
             reason: HoldReason::RateLimit,
             events,

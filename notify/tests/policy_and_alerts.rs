@@ -9,6 +9,7 @@ use callscript_core::model::{Lane, Severity};
 use callscript_notify::alerts::{self, AlertSettings};
 use callscript_notify::policy::{self, Policy, QuietHours, RateLimit};
 use callscript_notify::{enqueue_event, EventKind, NotifyConfig, NotifyLane, NotifyReport};
+use callscript_testkit::vendors::LoopbackServer;
 use callscript_testkit::{create_org, insert_downloaded_calls, TestDatabase};
 use chrono::{DateTime, Timelike, Utc};
 use serde_json::Value;
@@ -16,6 +17,22 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use common::{add_webhook, fast_config, flag, key, lane, routing, Inbox};
+
+/// A database with the organization `acme` whose webhook channel `name` gets every event of
+/// `kind`, and the receiver behind it (kept running while it is held).
+async fn acme_with_webhook(
+    name: &str,
+    kind: EventKind,
+) -> (TestDatabase, Uuid, Inbox, LoopbackServer) {
+    let db = TestDatabase::new(4).await;
+    let client = db.client().await;
+    let org = create_org(&**client, "acme").await;
+    let inbox = Inbox::default();
+    let receiver = inbox.start().await;
+    let url = receiver.url(&format!("/{name}"));
+    add_webhook(&**client, org, name, url, &routing(&[kind], Severity::Info)).await;
+    (db, org, inbox, receiver)
+}
 
 /// Waits until `inbox` has seen `count` messages, within `limit`.
 async fn wait_for_messages(inbox: &Inbox, count: usize, limit: Duration) -> Vec<Value> {
@@ -61,13 +78,8 @@ async fn states(
 
 #[tokio::test]
 async fn a_queue_condition_is_one_alert_and_one_resolution() {
-    let db = TestDatabase::new(4).await;
+    let (db, org, inbox, _receiver) = acme_with_webhook("ops", EventKind::Queue).await;
     let client = db.client().await;
-    let org = create_org(&**client, "acme").await;
-    let inbox = Inbox::default();
-    let server = inbox.start().await;
-    let queue_only = routing(&[EventKind::Queue], Severity::Info);
-    add_webhook(&**client, org, "ops", server.url("/ops"), &queue_only).await;
     // A one-minute backlog alert; the worker condition cannot hold within the test.
     let settings = AlertSettings {
         backlog_minutes: 1,
@@ -206,13 +218,8 @@ fn quiet_now(bypass: Option<Severity>) -> QuietHours {
 
 #[tokio::test]
 async fn quiet_hours_hold_all_but_critical_and_send_the_rest_as_one_digest() {
-    let db = TestDatabase::new(2).await;
+    let (db, org, inbox, _receiver) = acme_with_webhook("qa", EventKind::Flag).await;
     let client = db.client().await;
-    let org = create_org(&**client, "acme").await;
-    let inbox = Inbox::default();
-    let server = inbox.start().await;
-    let flags = routing(&[EventKind::Flag], Severity::Info);
-    add_webhook(&**client, org, "qa", server.url("/qa"), &flags).await;
     let quiet = quiet_now(Some(Severity::Critical));
     let night = Policy {
         quiet: Some(quiet),
@@ -293,13 +300,8 @@ async fn quiet_hours_hold_all_but_critical_and_send_the_rest_as_one_digest() {
 
 #[tokio::test]
 async fn past_the_rate_limit_the_rest_is_one_digest_and_then_waits() {
-    let db = TestDatabase::new(2).await;
+    let (db, org, inbox, _receiver) = acme_with_webhook("qa", EventKind::Flag).await;
     let client = db.client().await;
-    let org = create_org(&**client, "acme").await;
-    let inbox = Inbox::default();
-    let server = inbox.start().await;
-    let flags = routing(&[EventKind::Flag], Severity::Info);
-    add_webhook(&**client, org, "qa", server.url("/qa"), &flags).await;
     let limited = Policy {
         quiet: None,
         rate_limit: Some("2/hour".parse::<RateLimit>().unwrap()),
@@ -352,14 +354,7 @@ async fn past_the_rate_limit_the_rest_is_one_digest_and_then_waits() {
 
 #[tokio::test]
 async fn a_new_row_wakes_the_idle_lane_long_before_its_poll() {
-    let db = TestDatabase::new(3).await;
-    let client = db.client().await;
-    let org = create_org(&**client, "acme").await;
-    let inbox = Inbox::default();
-    let server = inbox.start().await;
-    let flags = routing(&[EventKind::Flag], Severity::Info);
-    add_webhook(&**client, org, "qa", server.url("/qa"), &flags).await;
-
+    let (db, org, inbox, _receiver) = acme_with_webhook("qa", EventKind::Flag).await;
     // Polling once a minute: only the NOTIFY of the outbox insert can deliver within the test.
     let lane = NotifyLane::new(
         db.pool.clone(),

@@ -19,6 +19,7 @@ use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
 use callscript_core::credentials::Secret;
+use callscript_core::html::escape;
 use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
@@ -131,21 +132,21 @@ fn text_body(message: &Message, link_label: &str) -> String {
 }
 
 fn html_body(message: &Message, link_label: &str) -> String {
-    let mut body = format!("<h2>{}</h2>\n", html(&message.title));
+    let mut body = format!("<h2>{}</h2>\n", escape(&message.title));
     if !message.fields.is_empty() {
         body.push_str("<table>\n");
         for (name, value) in &message.fields {
             let _ = writeln!(
                 body,
                 "<tr><th align=\"left\">{}</th><td>{}</td></tr>",
-                html(name),
-                html(value)
+                escape(name),
+                escape(value)
             );
         }
         body.push_str("</table>\n");
     }
     if let Some(quote) = &message.quote {
-        let lines: Vec<String> = quote.lines().map(html).collect();
+        let lines: Vec<String> = quote.lines().map(escape).collect();
         let _ = writeln!(
             body,
             "<blockquote style=\"border-left: 3px solid #ccc; margin: 1em 0; padding-left: \
@@ -156,7 +157,7 @@ fn html_body(message: &Message, link_label: &str) -> String {
     if !message.lines.is_empty() {
         body.push_str("<ul>\n");
         for line in &message.lines {
-            let _ = writeln!(body, "<li>{}</li>", html(line));
+            let _ = writeln!(body, "<li>{}</li>", escape(line));
         }
         body.push_str("</ul>\n");
     }
@@ -165,34 +166,18 @@ fn html_body(message: &Message, link_label: &str) -> String {
             let _ = writeln!(
                 body,
                 "<p><a href=\"{}\">{}</a></p>",
-                html(link),
-                html(link_label)
+                escape(link),
+                escape(link_label)
             );
         }
         (None, Some(reference)) => {
-            let _ = writeln!(body, "<p><code>{}</code></p>", html(reference));
+            let _ = writeln!(body, "<p><code>{}</code></p>", escape(reference));
         }
         (None, None) => {}
     }
     format!(
         "<!DOCTYPE html>\n<html><body style=\"font-family: sans-serif\">\n{body}</body></html>\n"
     )
-}
-
-/// Text made inert in HTML, in element content and quoted attributes alike.
-fn html(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            _ => out.push(c),
-        }
-    }
-    out
 }
 
 /// A transport for one submission (no pool: alerts are few, and a connection kept open would
@@ -254,24 +239,14 @@ fn describe(e: &lettre::transport::smtp::Error) -> String {
 
 #[cfg(test)]
 mod tests {
-    use callscript_core::model::{Category, Severity};
     use uuid::Uuid;
 
     use super::*;
-    use crate::Event;
+    use crate::test_flag;
 
     #[test]
     fn a_flag_mail_says_it_all_in_text_and_inert_html() {
-        let event = Event::Flag {
-            call_id: Uuid::nil(),
-            flag_id: Some(Uuid::max()),
-            rule_id: "card-number".into(),
-            category: Category::Compliance,
-            severity: Severity::Critical,
-            evidence: "it's 4242 <b>now</b> & done".into(),
-            start_ms: Some(42_000),
-            speaker: Some("customer".into()),
-        };
+        let event = test_flag("card-number", "it's 4242 <b>now</b> & done", Some(42_000));
         let link = render::link(Some("https://qa.example.com"), &event);
         let message = render::message(&event, link.clone());
         let text = text_body(&message, "Open the call");

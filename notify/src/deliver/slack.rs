@@ -92,25 +92,15 @@ fn quoted(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use callscript_core::model::{Category, Severity};
     use chrono::Utc;
     use uuid::Uuid;
 
     use super::*;
-    use crate::Event;
+    use crate::test_flag;
 
     #[test]
     fn slack_gets_readable_inert_blocks() {
-        let event = Event::Flag {
-            call_id: Uuid::nil(),
-            flag_id: Some(Uuid::max()),
-            rule_id: "card-number".into(),
-            category: Category::Compliance,
-            severity: Severity::Critical,
-            evidence: "it's 4242 <@here> & done".into(),
-            start_ms: Some(3_723_000),
-            speaker: Some("customer".into()),
-        };
+        let event = test_flag("card-number", "it's 4242 <@here> & done", Some(3_723_000));
         let notification = Notification {
             org_id: Uuid::nil(),
             dedup_key: "k",

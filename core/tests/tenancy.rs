@@ -49,7 +49,13 @@ async fn seed_every_table(client: &impl GenericClient, org: Uuid, tag: &str) {
          rulebook AS (INSERT INTO core.rulebooks (org_id, name, version, body, sha256)
                       VALUES ('{org}', 'sales', '{tag}', '[rulebook]', 'x') RETURNING 1),
          report AS (INSERT INTO crm.daily_reports (org_id, day, timezone, body, text)
-                    VALUES ('{org}', current_date, 'UTC', '{{}}', 'calls: 1') RETURNING 1)
+                    VALUES ('{org}', current_date, 'UTC', '{{}}', 'calls: 1') RETURNING 1),
+         alert_settings AS (INSERT INTO core.queue_alert_settings (org_id, backlog_minutes)
+                            VALUES ('{org}', 30) RETURNING 1),
+         alert AS (INSERT INTO core.queue_alerts (org_id, condition, detail)
+                   VALUES ('{org}', 'backlog', 'waited 31 min') RETURNING 1),
+         worker AS (INSERT INTO core.workers (worker, lane, org_id)
+                    VALUES ('gpu-{tag}', 'transcribe', '{org}') RETURNING 1)
          SELECT 1"
     );
     client
@@ -90,7 +96,7 @@ async fn the_api_role_reads_no_row_of_another_org_from_any_tenant_table() {
     seed_every_table(&**client, org_b, "2").await;
 
     let tables = tenant_tables(&**client).await;
-    assert_eq!(tables.len(), 19, "{tables:?}");
+    assert_eq!(tables.len(), 22, "{tables:?}");
     for (table, _, forced) in &tables {
         assert!(forced, "{table} does not force row-level security");
     }

@@ -290,7 +290,19 @@ async fn a_stop_finishes_the_batch_and_releases_every_other_lease() {
     // Stop as soon as the first result is stored: one batch done, the next one prefetched.
     let watcher = tokio::spawn(async move {
         first_call_in(&pool, "transcribed").await;
+        // Meanwhile the worker reported in, for queue health ("calls wait, nobody works").
+        let client = pool.get().await.unwrap();
+        let reported = client
+            .query_one(
+                "SELECT count(*) FROM core.workers WHERE worker = 'test-worker'
+                   AND lane = 'transcribe' AND last_seen_at > now() - interval '1 minute'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get::<_, i64>(0);
         let _ = stop.send(());
+        reported
     });
     let report = s
         .lane(LaneConfig {
@@ -305,7 +317,12 @@ async fn a_stop_finishes_the_batch_and_releases_every_other_lease() {
         )
         .await
         .unwrap();
-    watcher.await.unwrap();
+    assert_eq!(watcher.await.unwrap(), 1, "the running worker reported in");
+    assert_eq!(
+        s.count("SELECT count(*) FROM core.workers").await,
+        0,
+        "a clean stop signs off"
+    );
     assert_eq!(
         report.transcribed, 4,
         "the batch in the model finishes: {report:?}"

@@ -12,12 +12,13 @@
 use std::time::{Duration, Instant};
 
 use callscript_core::model::SpeakerRole;
+use callscript_core::orgs;
 use callscript_core::queue::{self, NewCall};
 use callscript_core::transcripts::SegmentRecord;
 use callscript_judge::lane::{JudgeConfig, JudgeLane};
 use callscript_judge::lead::{assess, CallFacts};
 use callscript_judge::Rulebook;
-use callscript_testkit::{create_org, downloaded_call, save_transcript, TestDatabase};
+use callscript_testkit::{downloaded_call, save_transcript, TestDatabase};
 use chrono::Utc;
 
 const AGENT_LINES: &[&str] = &[
@@ -104,14 +105,11 @@ fn engine_alone(calls: usize) {
 async fn lane(calls: usize) {
     let db = TestDatabase::new(8).await;
     let client = db.client().await;
-    let org = create_org(&**client, "bench").await;
-    client
-        .execute(
-            "UPDATE core.organizations SET timezone = 'America/New_York' WHERE id = $1",
-            &[&org],
-        )
+    let org = orgs::ensure(&**client, "bench", "Bench", "America/New_York")
         .await
-        .unwrap();
+        .unwrap()
+        .0
+        .id;
     for call in 0..calls {
         let mut new: NewCall = downloaded_call(org, &format!("call-{call}"), Utc::now());
         new.caller_number = Some(format!("+1555{:07}", call % 700));

@@ -22,13 +22,14 @@ use axum::routing::post;
 use axum::Router;
 use callscript_core::credentials::{CredentialKey, Secret};
 use callscript_core::model::{Category, Severity, SpeakerRole};
+use callscript_core::orgs;
 use callscript_core::queue::{self, NewCall};
 use callscript_core::transcripts::SegmentRecord;
 use callscript_judge::lane::{JudgeConfig, JudgeLane};
 use callscript_notify::channels::{self, Routing, Target};
 use callscript_notify::{enqueue_event, Event, EventKind, NotifyConfig, NotifyLane};
 use callscript_testkit::vendors::LoopbackServer;
-use callscript_testkit::{create_org, downloaded_call, save_transcript, TestDatabase};
+use callscript_testkit::{downloaded_call, save_transcript, TestDatabase};
 use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -68,14 +69,11 @@ fn key() -> CredentialKey {
 
 async fn org_with_webhook(db: &TestDatabase, kinds: &[EventKind], url: String) -> Uuid {
     let client = db.client().await;
-    let org = create_org(&**client, "bench").await;
-    client
-        .execute(
-            "UPDATE core.organizations SET timezone = 'America/New_York' WHERE id = $1",
-            &[&org],
-        )
+    let org = orgs::ensure(&**client, "bench", "Bench", "America/New_York")
         .await
-        .unwrap();
+        .unwrap()
+        .0
+        .id;
     let routing = Routing {
         event_kinds: kinds.to_vec(),
         ..Routing::default()

@@ -17,7 +17,7 @@ use callscript_judge::lead::{assess, CallFacts};
 use callscript_testkit::vendors::openai::{review_content, FakeOpenAi, Reply};
 use callscript_testkit::{create_org, TestDatabase};
 use chrono::Utc;
-use common::{lane, segment, transcribed_call};
+use common::{interested_opening, lane, segment, transcribed_call, DISCLOSURE};
 use serde_json::{json, Value};
 use tokio_postgres::GenericClient;
 use uuid::Uuid;
@@ -26,7 +26,6 @@ use SpeakerRole::{Agent, Customer};
 
 const MODEL: &str = "qwen2.5-7b-instruct";
 const API_KEY: &str = "sk-test-0123456789";
-const DISCLOSURE: &str = "Hi, this is Sam from Acme Solar, this call may be recorded.";
 
 /// A lane asking `fake` (key set, $0.50 and $1.50 per million tokens), answers due within
 /// `timeout`.
@@ -48,15 +47,8 @@ fn lane_with_brain(db: &TestDatabase, fake: &FakeOpenAi, timeout: Duration) -> J
 
 /// A buyer who reads out a card number: hot, flagged, redacted.
 fn buyer() -> Vec<SegmentRecord> {
-    vec![
-        segment(0.0, 4.0, Agent, DISCLOSURE),
-        segment(
-            5.0,
-            9.0,
-            Customer,
-            "Yes I'm interested. How much does the installation cost?",
-        ),
-        segment(10.0, 14.0, Agent, "It starts at nine thousand dollars."),
+    let mut segments = interested_opening();
+    segments.extend([
         segment(
             15.0,
             19.0,
@@ -69,7 +61,8 @@ fn buyer() -> Vec<SegmentRecord> {
             Customer,
             "one one one one one one one one, expiry next May.",
         ),
-    ]
+    ]);
+    segments
 }
 
 /// A customer who mentions `word` (the fake server's cue) and a price worry.

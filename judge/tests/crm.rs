@@ -10,14 +10,12 @@ use callscript_core::transcripts::SegmentRecord;
 use callscript_judge::report;
 use callscript_testkit::{downloaded_call, TestDatabase};
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
-use common::{lane, segment, transcribed};
+use common::{interested_opening, lane, segment, transcribed, DISCLOSURE};
 use serde_json::json;
 use tokio_postgres::GenericClient;
 use uuid::Uuid;
 
 use SpeakerRole::{Agent, Customer};
-
-const DISCLOSURE: &str = "Hi, this is Sam from Acme Solar, this call may be recorded.";
 
 async fn new_york_org(client: &impl GenericClient) -> Uuid {
     callscript_core::orgs::ensure(client, "acme", "Acme", "America/New_York")
@@ -53,22 +51,14 @@ async fn call_from(
 }
 
 fn buyer() -> Vec<SegmentRecord> {
-    vec![
-        segment(0.0, 4.0, Agent, DISCLOSURE),
-        segment(
-            5.0,
-            9.0,
-            Customer,
-            "Yes I'm interested. How much does the installation cost?",
-        ),
-        segment(10.0, 14.0, Agent, "It starts at nine thousand dollars."),
-        segment(
-            15.0,
-            20.0,
-            Customer,
-            "That sounds good. Sign me up, what's the next step?",
-        ),
-    ]
+    let mut segments = interested_opening();
+    segments.extend([segment(
+        15.0,
+        20.0,
+        Customer,
+        "That sounds good. Sign me up, what's the next step?",
+    )]);
+    segments
 }
 
 fn callback_tomorrow() -> Vec<SegmentRecord> {

@@ -13,6 +13,23 @@ use chrono::Utc;
 use tokio_postgres::GenericClient;
 use uuid::Uuid;
 
+pub const DISCLOSURE: &str = "Hi, this is Sam from Acme Solar, this call may be recorded.";
+
+/// A buyer's first 14 seconds: the disclosure, interest and a price.
+pub fn interested_opening() -> Vec<SegmentRecord> {
+    use SpeakerRole::{Agent, Customer};
+    vec![
+        segment(0.0, 4.0, Agent, DISCLOSURE),
+        segment(
+            5.0,
+            9.0,
+            Customer,
+            "Yes I'm interested. How much does the installation cost?",
+        ),
+        segment(10.0, 14.0, Agent, "It starts at nine thousand dollars."),
+    ]
+}
+
 pub fn segment(start_s: f64, end_s: f64, role: SpeakerRole, text: &str) -> SegmentRecord {
     let channel = match role {
         SpeakerRole::Agent => 0,

@@ -587,24 +587,26 @@ pub fn default_worker_id() -> String {
 
 /// A stop flag that turns true on SIGTERM (RunPod, Kubernetes, systemd) or SIGINT (Ctrl-C).
 pub fn stop_on_signal() -> tokio::sync::watch::Receiver<bool> {
+    use tokio::signal::unix::{signal, SignalKind};
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    // Registered here, not in the task: from the moment this returns, SIGTERM or Ctrl-C asks for
+    // a clean stop instead of killing the process (a pod preempted while the model loads).
+    let interrupt = signal(SignalKind::interrupt()).ok();
+    let terminate = signal(SignalKind::terminate()).ok();
     tokio::spawn(async move {
-        wait_for_signal().await;
+        let recv = |signal: Option<tokio::signal::unix::Signal>| async move {
+            match signal {
+                Some(mut signal) => {
+                    signal.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            () = recv(interrupt) => {}
+            () = recv(terminate) => {}
+        }
         let _ = stop_tx.send(true);
     });
     stop
-}
-
-async fn wait_for_signal() {
-    let mut terminate =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = async {
-            match terminate.as_mut() {
-                Some(signal) => { signal.recv().await; }
-                None => std::future::pending::<()>().await,
-            }
-        } => {}
-    }
 }

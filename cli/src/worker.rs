@@ -100,6 +100,9 @@ fn model_name(spec: &str) -> String {
 }
 
 pub async fn run(settings: &Settings, args: WorkerArgs) -> Result<()> {
+    // First, so a SIGTERM during the checks and the model load is a clean stop (exit 0, nothing
+    // claimed), not a killed process.
+    let stop = stop_on_signal();
     let mut config = LaneConfig {
         worker_id: args.worker_id.clone().unwrap_or_else(default_worker_id),
         batch_calls: args.batch_calls,
@@ -179,7 +182,6 @@ pub async fn run(settings: &Settings, args: WorkerArgs) -> Result<()> {
             &[],
         )
         .set(batch_size as f64);
-    let stop = stop_on_signal();
     let wait_stop = move || {
         let mut stop = stop.clone();
         async move {

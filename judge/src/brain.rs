@@ -3,10 +3,11 @@
 //! next best action.
 //!
 //! The rule engine stays the judge: flags, scores and follow-ups are its own, and the brain only
-//! adds words. Its answer must be one JSON object fitting [`schema`], which is sent with the
-//! request (`response_format` `json_schema`, so servers that constrain decoding produce it) and
-//! is the same value the answer is checked against, so what is asked for and what is accepted
-//! cannot drift apart. A late answer, an HTTP error, text that is not JSON or JSON outside the
+//! adds words. Its answer must be one JSON object fitting [`schema`], which is shown to the
+//! model in the system prompt and is the same value the answer is checked against, so what is
+//! asked for and what is accepted cannot drift apart. For servers that constrain decoding it is
+//! also sent as `response_format` `json_schema` ([`decoding_schema`]: without the string
+//! length limits, which OpenAI's strict mode refuses). A late answer, an HTTP error, text that is not JSON or JSON outside the
 //! schema is a [`BrainOutcome::Fallback`]: the call keeps the rule engine's summary and is
 //! judged as without a brain. Tokens the server reports are accounted for either way: they were
 //! spent.
@@ -141,6 +142,26 @@ pub fn schema() -> &'static Value {
         })
     });
     &SCHEMA
+}
+
+/// [`schema`] as sent in `response_format` for constrained decoding: without `minLength` and
+/// `maxLength`, which OpenAI's strict mode does not support (a schema using them is refused,
+/// and every call would fall back). The limits still reach the model in the system prompt and
+/// every answer is checked against them.
+pub fn decoding_schema() -> &'static Value {
+    static SCHEMA: LazyLock<Value> = LazyLock::new(|| without_string_lengths(schema().clone()));
+    &SCHEMA
+}
+
+fn without_string_lengths(mut schema: Value) -> Value {
+    if let Value::Object(object) = &mut schema {
+        object.remove("minLength");
+        object.remove("maxLength");
+        for child in object.values_mut() {
+            *child = without_string_lengths(child.take());
+        }
+    }
+    schema
 }
 
 /// Where an answer left the schema: the field (`next_best_action.action`, `objections[2]`) and
@@ -477,7 +498,11 @@ impl Brain {
             ],
             "response_format": {
                 "type": "json_schema",
-                "json_schema": {"name": SCHEMA_NAME, "strict": true, "schema": schema()},
+                "json_schema": {
+                    "name": SCHEMA_NAME,
+                    "strict": true,
+                    "schema": decoding_schema(),
+                },
             },
         })
     }

@@ -893,9 +893,19 @@ pub async fn wait_for_work(
     lane: Lane,
     poll_interval: Duration,
 ) {
+    wait_for_payload(listener, lane.ready_state().as_str(), poll_interval).await;
+}
+
+/// Waits for a notification with `payload` (a ready state, or [`OUTBOX_WAKEUP`]) when
+/// listening, else a jittered poll.
+pub async fn wait_for_payload(
+    listener: &mut Option<QueueListener>,
+    payload: &str,
+    poll_interval: Duration,
+) {
     match listener {
         Some(listener) => {
-            listener.wait(lane, poll_interval).await;
+            listener.wait_for(payload, poll_interval).await;
         }
         None => {
             let jitter = rand::random_range(0.8..1.2);

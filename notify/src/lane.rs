@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use callscript_core::credentials::{CredentialError, CredentialKey};
 use callscript_core::db::{DatabaseUrl, DbError, Pool};
-use callscript_core::queue::{QueueListener, OUTBOX_WAKEUP};
+use callscript_core::queue::{self, QueueListener, OUTBOX_WAKEUP};
 use chrono::Utc;
 use futures_util::future::join_all;
 use tokio::sync::watch;
@@ -189,33 +189,16 @@ impl NotifyLane {
                     None => std::future::pending().await,
                 }
             };
+            let rows_due =
+                queue::wait_for_payload(&mut listener, OUTBOX_WAKEUP, self.config.poll_interval);
             tokio::select! {
-                () = self.wait_for_rows(&mut listener) => {}
+                () = rows_due => {}
                 () = health_due => {}
                 // A dropped sender disables this branch instead of waking the loop forever.
                 Ok(()) = stop.changed() => {}
             }
         }
         Ok(report)
-    }
-
-    /// Waits for a new row's wake-up or the poll interval, jittered so many idle lanes do not
-    /// poll in step.
-    async fn wait_for_rows(&self, listener: &mut Option<QueueListener>) {
-        match listener {
-            Some(listener) => {
-                listener
-                    .wait_for(OUTBOX_WAKEUP, self.config.poll_interval)
-                    .await;
-            }
-            None => {
-                let wait = self
-                    .config
-                    .poll_interval
-                    .mul_f64(rand::random_range(0.8..1.2));
-                tokio::time::sleep(wait).await;
-            }
-        }
     }
 
     /// One queue health check of every organization; a failed check is logged and tried again

@@ -819,8 +819,10 @@ cs_ensure_fw_venv() {
   fi
 }
 
+# cs_target_dir: export CARGO_TARGET_DIR, by default the folder .cargo/config.toml names for
+# plain `cargo` (beside the checkout), so a build by hand and a script share one build.
 cs_target_dir() {
-  export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${HOME:?HOME is not set}/.cache/callscript-target}"
+  export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$(cd "$CS_ROOT/.." && pwd -P)/.callscript-target}"
   mkdir -p "$CARGO_TARGET_DIR"
 }
 

@@ -83,23 +83,35 @@ async fn a_backfill_run_twice_queues_each_call_once_and_the_vault_stores_them() 
         "--to",
         "2026-11-01",
     ];
-    let (ok, stdout, stderr) = run(callscript(&db, &storage).args(backfill), "");
+    // At debug level the log prints every statement's parameters: the links' signing query
+    // (`k=rec…`) must not be among them.
+    let (ok, stdout, stderr) = run(
+        callscript(&db, &storage)
+            .args(backfill)
+            .env("CALLSCRIPT_LOG", "debug"),
+        "",
+    );
     assert!(ok, "{stderr}");
     assert!(
         stdout.contains("3 records in 4 pages; 3 queued"),
         "{stdout}"
     );
+    assert!(stderr.contains("executing statement"), "{stderr}");
+    assert!(!stderr.contains("k=rec"), "{stderr}");
     let (ok, stdout, stderr) = run(callscript(&db, &storage).args(backfill), "");
     assert!(ok, "{stderr}");
     assert!(stdout.contains("0 queued"), "{stdout}");
     assert!(stdout.contains("3 unchanged"), "{stdout}");
 
     let (ok, stdout, stderr) = run(
-        callscript(&db, &storage).args(["vault", "--until-idle"]),
+        callscript(&db, &storage)
+            .args(["vault", "--until-idle"])
+            .env("CALLSCRIPT_LOG", "debug"),
         "",
     );
     assert!(ok, "{stderr}");
     assert!(stdout.contains("vault: 3 recordings stored"), "{stdout}");
+    assert!(!stderr.contains("k=rec"), "{stderr}");
     let downloaded: i64 = db
         .client()
         .await
@@ -221,8 +233,9 @@ async fn the_livekit_endpoint_takes_signed_webhooks_and_stops_on_sigterm() {
         .client()
         .await
         .query_one(
-            "SELECT count(*), min(state::text), min(recording_url) FROM core.calls
-             WHERE org_id = $1 AND source = 'livekit'",
+            "SELECT count(*), min(c.state::text), min(l.url)
+             FROM core.calls c LEFT JOIN core.call_recording_links l ON l.call_id = c.id
+             WHERE c.org_id = $1 AND c.source = 'livekit'",
             &[&org],
         )
         .await

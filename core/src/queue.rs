@@ -72,7 +72,6 @@ pub struct NewCall {
     pub state: CallState,
     pub priority: i16,
     pub max_attempts: i32,
-    pub recording_url: Option<String>,
     pub object_key: Option<String>,
     pub sha256: Option<String>,
     pub content_type: Option<String>,
@@ -102,7 +101,6 @@ impl NewCall {
             state: CallState::Pending,
             priority: 0,
             max_attempts: 5,
-            recording_url: None,
             object_key: None,
             sha256: None,
             content_type: None,
@@ -157,11 +155,10 @@ pub async fn enqueue(client: &impl GenericClient, call: &NewCall) -> Result<Enqu
     let inserted = client
         .query_opt(
             "INSERT INTO core.calls (org_id, campaign_id, source, external_id, state, priority,
-                 max_attempts, recording_url, object_key, sha256, content_type, size_bytes,
-                 duration_ms, channels, sample_rate, caller_number, callee_number,
-                 call_started_at, metadata)
+                 max_attempts, object_key, sha256, content_type, size_bytes, duration_ms,
+                 channels, sample_rate, caller_number, callee_number, call_started_at, metadata)
              VALUES ($1, $2, $3::text::core.call_source, $4, $5::text::core.call_state, $6, $7,
-                 $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
+                 $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
              ON CONFLICT (org_id, source, external_id) DO NOTHING
              RETURNING id",
             &[
@@ -172,7 +169,6 @@ pub async fn enqueue(client: &impl GenericClient, call: &NewCall) -> Result<Enqu
                 &call.state.as_str(),
                 &call.priority,
                 &call.max_attempts,
-                &call.recording_url,
                 &call.object_key,
                 &call.sha256,
                 &call.content_type,
@@ -222,7 +218,6 @@ pub struct Call {
     pub lease_owner: Option<String>,
     pub rescue_count: i32,
     pub last_error: Option<String>,
-    pub recording_url: Option<String>,
     pub object_key: Option<String>,
     pub sha256: Option<String>,
     pub content_type: Option<String>,
@@ -238,8 +233,8 @@ pub struct Call {
 
 const CALL_COLUMNS: &str = "c.id, c.org_id, c.campaign_id, c.source::text AS source, c.external_id,
     c.state::text AS state, c.priority, c.attempts, c.max_attempts, c.run_after, c.lease_owner,
-    c.rescue_count, c.last_error, c.recording_url, c.object_key, c.sha256, c.content_type,
-    c.size_bytes, c.duration_ms, c.channels, c.sample_rate, c.caller_number, c.callee_number,
+    c.rescue_count, c.last_error, c.object_key, c.sha256, c.content_type, c.size_bytes,
+    c.duration_ms, c.channels, c.sample_rate, c.caller_number, c.callee_number,
     c.call_started_at, c.metadata";
 
 impl Call {
@@ -259,7 +254,6 @@ impl Call {
             lease_owner: row.get("lease_owner"),
             rescue_count: row.get("rescue_count"),
             last_error: row.get("last_error"),
-            recording_url: row.get("recording_url"),
             object_key: row.get("object_key"),
             sha256: row.get("sha256"),
             content_type: row.get("content_type"),

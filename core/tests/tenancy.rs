@@ -19,6 +19,8 @@ async fn seed_every_table(client: &impl GenericClient, org: Uuid, tag: &str) {
                                           call_started_at, flagged)
                   SELECT '{org}', id, 'ringba', 'call-{tag}', 'judged', now(), true FROM campaign
                   RETURNING id),
+         link AS (INSERT INTO core.call_recording_links (call_id, org_id, url)
+                  SELECT id, '{org}', 'https://media.example/r?k={tag}' FROM call RETURNING 1),
          transcript AS (INSERT INTO core.transcripts (call_id, org_id, model, text)
                         SELECT id, '{org}', 'tiny.en', 'hello {tag}' FROM call RETURNING call_id),
          segment AS (INSERT INTO core.transcript_segments
@@ -96,7 +98,7 @@ async fn the_api_role_reads_no_row_of_another_org_from_any_tenant_table() {
     seed_every_table(&**client, org_b, "2").await;
 
     let tables = tenant_tables(&**client).await;
-    assert_eq!(tables.len(), 22, "{tables:?}");
+    assert_eq!(tables.len(), 23, "{tables:?}");
     for (table, _, forced) in &tables {
         assert!(forced, "{table} does not force row-level security");
     }
@@ -138,10 +140,11 @@ async fn the_api_role_reads_no_row_of_another_org_from_any_tenant_table() {
                 assert_eq!(own, 1, "{table}: org A's session cannot read its own row");
             }
             Err(e) => {
-                // Only the secrets table is closed to the API role altogether.
-                assert_eq!(
-                    table,
-                    "core.organization_credentials",
+                // Only secrets (credentials, signed recording links) are closed to the API
+                // role altogether.
+                assert!(
+                    ["core.organization_credentials", "core.call_recording_links"]
+                        .contains(&table.as_str()),
                     "{table}: {}",
                     callscript_core::db::describe_pg_error(&e)
                 );

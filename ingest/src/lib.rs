@@ -5,10 +5,11 @@
 //! - [`ringba`]: Ringba's call log, polled from a watermark and backfilled on demand.
 //! - [`livekit`]: LiveKit egress recordings: signed webhooks, and ListEgress for dropped ones.
 //! - [`vault`]: downloads `pending` calls' recordings into the object store ([`probe`] reads
-//!   their headers first).
+//!   their headers first) from their signed links, which [`links`] keeps out of members' sight.
 //! - [`http`]: the HTTP client setup every lane shares.
 
 pub mod http;
+pub mod links;
 pub mod livekit;
 pub mod probe;
 pub mod ringba;

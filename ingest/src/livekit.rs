@@ -125,4 +125,18 @@ impl LiveKitIngest {
         self.max_body_bytes = max_body_bytes;
         self
     }
+
+    /// [`record_egress`] in a transaction of its own, as the webhook and reconcile report one.
+    async fn record(
+        &self,
+        org_id: uuid::Uuid,
+        egress: &EgressInfo,
+    ) -> Result<Recorded, LiveKitError> {
+        let db_error = |e: tokio_postgres::Error| LiveKitError::Db(e.into());
+        let mut client = self.pool.get().await?;
+        let transaction = client.transaction().await.map_err(db_error)?;
+        let recorded = record_egress(&*transaction, self.store.as_ref(), org_id, egress).await?;
+        transaction.commit().await.map_err(db_error)?;
+        Ok(recorded)
+    }
 }

@@ -6,7 +6,7 @@
 //! (`orgs/{org}/{source}/{yyyy}/{mm}/{dd}/{call id at the source}.{ext}`), so a retry after a
 //! crash overwrites the same object instead of leaving a second one. The call's object key,
 //! SHA-256, content type, size, length and channels are written in the transaction that moves
-//! it on.
+//! it on, and its link ([`crate::links`]) is forgotten there: only a `pending` call keeps one.
 //!
 //! Failures: transport errors, timeouts and other HTTP errors are retried with the queue's
 //! backoff. A 404 or 410 is retried too (a source may publish a link before its file), and on
@@ -28,6 +28,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::http::describe_error;
+use crate::links::{self, RecordingLink};
 use crate::probe::probe;
 use crate::upload::AudioContainer;
 
@@ -155,8 +156,15 @@ impl VaultLane {
         if claimed.is_empty() {
             return Ok(None);
         }
+        let mut links = {
+            let ids: Vec<Uuid> = claimed.iter().map(|c| c.call.id).collect();
+            links::load(&**self.pool.get().await?, &ids).await?
+        };
         let outcomes: Vec<Result<Outcome, QueueError>> = futures_util::stream::iter(claimed)
-            .map(|claimed| self.vault_one(claimed))
+            .map(|claimed| {
+                let link = links.remove(&claimed.call.id);
+                self.vault_one(claimed, link)
+            })
             .buffer_unordered(self.config.batch_size.max(1) as usize)
             .collect()
             .await;
@@ -176,13 +184,18 @@ impl VaultLane {
         Ok(Some(report))
     }
 
-    async fn vault_one(&self, claimed: Claimed) -> Result<Outcome, QueueError> {
+    async fn vault_one(
+        &self,
+        claimed: Claimed,
+        link: Option<RecordingLink>,
+    ) -> Result<Outcome, QueueError> {
         let Claimed { lease, call } = claimed;
-        let Some(url) = call.recording_url.as_deref() else {
+        let Some(link) = link else {
             return self.skip(&lease, "the call has no recording URL").await;
         };
-        let shown = redact_query(url);
-        let body = match download(&self.http, url, self.config.max_bytes).await {
+        // Errors are stored and logged: they name the link without its signing query.
+        let shown = link.shown();
+        let body = match download(&self.http, link.url(), self.config.max_bytes).await {
             Ok(body) => body,
             Err(DownloadError::Gone(status)) if lease.attempt >= call.max_attempts => {
                 let reason = format!(
@@ -263,6 +276,7 @@ impl VaultLane {
             },
         )
         .await?;
+        links::forget(&*transaction, call.id).await?;
         if let (Some(duration_ms), Some(channels), Some(rate)) =
             (facts.duration_ms, facts.channels, facts.sample_rate)
         {
@@ -272,13 +286,18 @@ impl VaultLane {
         Ok(Outcome::Stored { bytes: size })
     }
 
+    /// Ends the call `skipped`; its link, if any, goes with the lane's interest in it.
     async fn skip(&self, lease: &queue::Lease, reason: &str) -> Result<Outcome, QueueError> {
-        let client = self.pool.get().await?;
-        match queue::skip(&**client, lease, reason).await {
-            Ok(()) => Ok(Outcome::Skipped),
-            Err(QueueError::LeaseLost { .. }) => Ok(Outcome::Lost),
-            Err(e) => Err(e),
+        let mut client = self.pool.get().await?;
+        let transaction = client.transaction().await?;
+        match queue::skip(&*transaction, lease, reason).await {
+            Ok(()) => {}
+            Err(QueueError::LeaseLost { .. }) => return Ok(Outcome::Lost),
+            Err(e) => return Err(e),
         }
+        links::forget(&*transaction, lease.call_id).await?;
+        transaction.commit().await?;
+        Ok(Outcome::Skipped)
     }
 
     async fn fail(
@@ -340,15 +359,6 @@ async fn download(
     Ok(body.freeze())
 }
 
-/// The URL without its query, which holds the access key of signed links (Ringba's `k`, S3's
-/// signature): errors are stored and logged.
-fn redact_query(url: &str) -> String {
-    match url.split_once('?') {
-        Some((base, _)) => format!("{base}?…"),
-        None => url.to_owned(),
-    }
-}
-
 /// `orgs/{org}/{source}/{yyyy}/{mm}/{dd}/{id}.{ext}`; characters a key may not hold become
 /// `_`, and an id that needed that gets a hash suffix so two ids never share a key.
 pub fn object_key(
@@ -399,13 +409,5 @@ mod tests {
         let other = object_key(org, "livekit", at, "EG_a_b", "ogg");
         assert_ne!(odd, other);
         callscript_core::storage::validate_key(&odd).unwrap();
-    }
-
-    #[test]
-    fn signed_link_queries_are_not_shown() {
-        assert_eq!(
-            redact_query("https://media.ringba.com/recording-public?v=v1&k=SECRET"),
-            "https://media.ringba.com/recording-public?…"
-        );
     }
 }

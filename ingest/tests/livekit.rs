@@ -10,6 +10,7 @@ use callscript_core::credentials::{self, CredentialKey, CredentialSpec, Secret};
 use callscript_core::model::{CallState, Source};
 use callscript_core::queue::{self, Call};
 use callscript_core::storage::{sha256_hex, ObjectStore};
+use callscript_ingest::links;
 use callscript_ingest::livekit::token::{self, Claims};
 use callscript_ingest::livekit::{router, LiveKitIngest, WEBHOOK_PATH};
 use callscript_testkit::s3::TestS3Server;
@@ -133,6 +134,16 @@ impl Lane {
             .get(0)
     }
 
+    /// The link kept for the vault to fetch the call's recording from.
+    async fn link(&self, call_id: Uuid) -> Option<String> {
+        let client = self.db.client().await;
+        links::load(&**client, &[call_id])
+            .await
+            .unwrap()
+            .remove(&call_id)
+            .map(|link| link.url().to_owned())
+    }
+
     async fn call(&self, egress_id: &str) -> Option<Call> {
         let client = self.db.client().await;
         let row = client
@@ -184,7 +195,7 @@ async fn a_signed_egress_ended_webhook_queues_one_downloaded_call() {
     assert_eq!((call.org_id, call.source), (lane.org, Source::Livekit));
     assert_eq!(call.state, CallState::Downloaded);
     assert_eq!(call.object_key.as_deref(), Some(FILENAME));
-    assert_eq!(call.recording_url, None);
+    assert_eq!(lane.link(call.id).await, None);
     assert_eq!(call.duration_ms, Some(12_500));
     assert_eq!(call.size_bytes, Some(audio.len() as i64));
     assert_eq!(call.sha256, Some(sha256_hex(&audio)));
@@ -365,7 +376,7 @@ async fn files_elsewhere_are_pending_and_unfinished_egresses_are_not_calls() {
     );
     let call = lane.call("EG_elsewhere").await.unwrap();
     assert_eq!(call.state, CallState::Pending);
-    assert_eq!(call.recording_url.as_deref(), Some(LOCATION));
+    assert_eq!(lane.link(call.id).await.as_deref(), Some(LOCATION));
     assert_eq!(call.object_key, None);
     assert_eq!(call.duration_ms, Some(12_500));
 

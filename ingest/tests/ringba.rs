@@ -45,12 +45,13 @@ fn config() -> PollConfig {
     }
 }
 
-/// (state, recording_url) per external id.
+/// (external id, state, the link kept for the vault) per call.
 async fn calls(client: &impl GenericClient, org: Uuid) -> Vec<(String, String, Option<String>)> {
     client
         .query(
-            "SELECT external_id, state::text, recording_url FROM core.calls
-             WHERE org_id = $1 ORDER BY external_id",
+            "SELECT c.external_id, c.state::text, l.url
+             FROM core.calls c LEFT JOIN core.call_recording_links l ON l.call_id = c.id
+             WHERE c.org_id = $1 ORDER BY c.external_id",
             &[&org],
         )
         .await

@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use callscript_core::model::Source;
-use callscript_core::queue::{self, NewCall};
+use callscript_core::queue::NewCall;
+use callscript_ingest::links::{self, RecordingLink};
 use callscript_ingest::vault::{VaultConfig, VaultLane};
 use callscript_testkit::s3::TestS3Server;
 use callscript_testkit::vendors::ringba::FakeRingba;
@@ -37,9 +38,11 @@ async fn each_bad_recording_fails_alone_with_its_reason() {
         ("fine", Some(media.recording_url("small"))),
     ];
     for (id, url) in &cases {
-        let mut call = NewCall::new(org, Source::Ringba, *id, Utc::now());
-        call.recording_url = url.clone();
-        queue::enqueue(&**client, &call).await.unwrap();
+        let call = NewCall::new(org, Source::Ringba, *id, Utc::now());
+        let link = url.as_deref().map(RecordingLink::new);
+        links::enqueue(&**client, &call, link.as_ref())
+            .await
+            .unwrap();
     }
 
     let s3 = TestS3Server::start().await;
@@ -103,6 +106,19 @@ async fn each_bad_recording_fails_alone_with_its_reason() {
     assert!(error.contains(&closed.to_string()), "{error}");
     let (s, ..) = state("fine").await;
     assert_eq!(s, "downloaded");
+    // Only the calls the vault will try again keep their links.
+    let kept: Vec<String> = client
+        .query(
+            "SELECT c.external_id FROM core.call_recording_links l
+             JOIN core.calls c ON c.id = l.call_id ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(kept, ["not-yet", "refused", "too-big"]);
     // Nothing is left leased.
     let leased: i64 = client
         .query_one(

@@ -7,7 +7,7 @@
 //! absent enum is its zero value (`EGRESS_STARTING`, `DEFAULT_MIXING`).
 
 use callscript_core::model::{CallState, Source};
-use callscript_core::queue::{self, NewCall};
+use callscript_core::queue::NewCall;
 use callscript_core::storage::{self, ObjectStore};
 use chrono::{DateTime, Utc};
 use serde::de::Error as _;
@@ -17,6 +17,7 @@ use tokio_postgres::GenericClient;
 use uuid::Uuid;
 
 use super::LiveKitError;
+use crate::links::{self, RecordingLink};
 
 /// `livekit.EgressStatus`, by number.
 const EGRESS_STATUS: &[&str] = &[
@@ -114,9 +115,9 @@ pub struct FileInfo {
     pub duration: i64,
     #[serde(default, deserialize_with = "int64")]
     pub size: i64,
-    /// The URL the upload returned, or a presigned URL (valid 7 days).
+    /// The URL the upload returned, or a presigned URL (valid 7 days); empty when none.
     #[serde(default)]
-    pub location: String,
+    pub location: RecordingLink,
 }
 
 impl EgressInfo {
@@ -228,7 +229,8 @@ fn nanos_to_time(nanos: i64) -> Option<DateTime<Utc>> {
 /// egress a webhook already delivered, changes nothing. When LiveKit uploaded the file into
 /// our own store (the egress's S3 output is our bucket, `filename` its key) the call is queued
 /// `downloaded` straight away with what the store knows of the object; otherwise it is queued
-/// `pending` with the file's `location` for the vault to fetch.
+/// `pending` with the file's `location` for the vault to fetch. Run it in a transaction: the
+/// call and its link ([`links::enqueue`]) are written together.
 pub async fn record_egress(
     client: &impl GenericClient,
     store: &dyn ObjectStore,
@@ -261,7 +263,8 @@ pub async fn record_egress(
         "room_name": egress.room_name,
         "room_id": egress.room_id,
         "filename": file.filename,
-        "location": file.location,
+        // Members read the metadata: the (possibly presigned) link is kept for the vault alone.
+        "location": file.location.shown(),
         "started_at_ns": file.started_at,
         "ended_at_ns": file.ended_at,
         "duration_ns": duration_ns,
@@ -288,6 +291,7 @@ pub async fn record_egress(
     } else {
         None
     };
+    let mut link = None;
     match stored {
         Some(object) => {
             call.state = CallState::Downloaded;
@@ -296,7 +300,7 @@ pub async fn record_egress(
             call.sha256 = object.sha256;
             call.object_key = Some(object.key);
         }
-        None if file.location.is_empty() => {
+        None if file.location.url().is_empty() => {
             return Err(LiveKitError::NoLocation {
                 egress_id: egress_id.clone(),
                 filename: file.filename.clone(),
@@ -304,10 +308,10 @@ pub async fn record_egress(
         }
         None => {
             call.state = CallState::Pending;
-            call.recording_url = Some(file.location.clone());
+            link = Some(&file.location);
         }
     }
-    let enqueued = queue::enqueue(client, &call)
+    let enqueued = links::enqueue(client, &call, link)
         .await
         .map_err(|source| LiveKitError::Queue {
             egress_id: egress_id.clone(),

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use super::egress::{record_egress, EgressInfo};
+use super::egress::EgressInfo;
 use super::token::{self, Claims};
 use super::{LiveKitError, LiveKitIngest, CREDENTIAL_KIND};
 use crate::http::{body_excerpt, describe_error};
@@ -190,9 +190,7 @@ impl LiveKitIngest {
         if !egress.is_complete() || egress.file().is_none() {
             return Ok(());
         }
-        let client = self.pool.get().await?;
-        let recorded =
-            record_egress(&**client, self.store.as_ref(), credential.org_id, &egress).await?;
+        let recorded = self.record(credential.org_id, &egress).await?;
         if recorded.inserted {
             tracing::info!(
                 egress_id = %egress.egress_id, call_id = %recorded.call_id,

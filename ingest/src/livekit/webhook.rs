@@ -17,7 +17,7 @@ use callscript_core::credentials;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 
-use super::egress::{record_egress, WebhookEvent};
+use super::egress::WebhookEvent;
 use super::token::{self, TokenError};
 use super::{LiveKitError, LiveKitIngest, CREDENTIAL_KIND};
 
@@ -90,11 +90,7 @@ async fn receive(State(lane): State<Arc<LiveKitIngest>>, request: Request) -> Re
             json!({"status": "ignored", "reason": reason}),
         );
     }
-    let recorded = match lane.pool.get().await {
-        Ok(client) => record_egress(&**client, lane.store.as_ref(), org_id, &egress).await,
-        Err(e) => Err(LiveKitError::from(e)),
-    };
-    match recorded {
+    match lane.record(org_id, &egress).await {
         Ok(recorded) => {
             tracing::info!(
                 event_id = %event.id, egress_id = %egress.egress_id, call_id = %recorded.call_id,

@@ -14,6 +14,8 @@ use chrono::{DateTime, Utc};
 use tokio_postgres::GenericClient;
 use uuid::Uuid;
 
+use crate::links;
+
 use super::client::RingbaClient;
 use super::record::{CallLogRecord, Readiness};
 use super::RingbaError;
@@ -414,7 +416,7 @@ async fn store_record(
         call.state = CallState::Skipped;
         call.metadata["skip_reason"] = reason.into();
     }
-    let enqueued = queue::enqueue(tx, &call).await?;
+    let enqueued = links::enqueue(tx, &call, record.recording_url.as_ref()).await?;
     if enqueued.inserted {
         match call.state {
             CallState::Skipped if give_up.is_some() => report.given_up += 1,

@@ -6,7 +6,9 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use uuid::Uuid;
 
-/// The fields we act on; the whole record is kept in the call's metadata.
+use crate::links::RecordingLink;
+
+/// The fields we act on; the record, less its signed link, is kept in the call's metadata.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CallLogRecord {
     pub inbound_call_id: String,
@@ -14,7 +16,7 @@ pub struct CallLogRecord {
     pub is_live: bool,
     pub has_recording: bool,
     /// `None` when the record's `recordingUrl` is missing or empty.
-    pub recording_url: Option<String>,
+    pub recording_url: Option<RecordingLink>,
     /// Ringba's campaign id and name, when the call has a campaign.
     pub campaign: Option<(String, String)>,
     pub caller_number: Option<String>,
@@ -83,18 +85,24 @@ impl CallLogRecord {
             let name = text("campaignName").unwrap_or_else(|| campaign_id.clone());
             (campaign_id, name)
         });
+        let recording_url = text("recordingUrl").map(RecordingLink::new);
         let mut raw = record.clone();
-        // Call details carry the full event history, which is large and not about the call's
-        // outcome; the call log's columns are what reviewers and scores use.
         if let Some(object) = raw.as_object_mut() {
+            // Call details carry the full event history, which is large and not about the
+            // call's outcome (and repeats the signed link); the call log's columns are what
+            // reviewers and scores use.
             object.remove("events");
+            // Members read the metadata: the link is kept for the vault alone.
+            if let Some(link) = &recording_url {
+                object.insert("recordingUrl".into(), link.shown().into());
+            }
         }
         Ok(Self {
             inbound_call_id: id.clone(),
             started_at,
             is_live: record["isLive"].as_bool().unwrap_or(false),
             has_recording: record["hasRecording"].as_bool().unwrap_or(false),
-            recording_url: text("recordingUrl"),
+            recording_url,
             campaign,
             caller_number: text("inboundPhoneNumber"),
             dialed_number: text("number"),
@@ -114,12 +122,14 @@ impl CallLogRecord {
         }
     }
 
-    /// The call's metadata: the record under `ringba`, so refreshing replaces it whole.
+    /// The call's metadata: the record under `ringba`, so refreshing replaces it whole; its
+    /// `recordingUrl` is [`crate::links::shown`], without the signing query.
     pub fn metadata(&self) -> Value {
         serde_json::json!({ "ringba": self.raw })
     }
 
-    /// The call to queue: `pending` with its link, or `skipped` when there is no recording.
+    /// The call to queue: `pending` (its link is [`Self::recording_url`], queued with
+    /// [`crate::links::enqueue`]), or `skipped` when there is no recording.
     pub fn new_call(&self, org_id: Uuid, campaign_id: Option<Uuid>) -> NewCall {
         let mut call = NewCall::new(
             org_id,
@@ -128,7 +138,6 @@ impl CallLogRecord {
             self.started_at,
         );
         call.campaign_id = campaign_id;
-        call.recording_url = self.recording_url.clone();
         call.caller_number = self.caller_number.clone();
         call.callee_number = self.dialed_number.clone();
         call.metadata = self.metadata();
@@ -170,6 +179,16 @@ mod tests {
         assert_eq!(call.callee_number.as_deref(), Some("+18884143472"));
         assert_eq!(call.metadata["ringba"]["publisherName"], "You");
         assert!(call.metadata["ringba"].get("events").is_none());
+        // The signed link goes to the vault alone; members see where it pointed.
+        assert_eq!(
+            record.recording_url.as_ref().map(RecordingLink::url),
+            Some("https://media.ringba.com/recording-public?v=v1&k=LU5E")
+        );
+        assert_eq!(
+            call.metadata["ringba"]["recordingUrl"],
+            "https://media.ringba.com/recording-public?…"
+        );
+        assert!(!call.metadata.to_string().contains("LU5E"));
         assert_eq!(
             record.campaign,
             Some((

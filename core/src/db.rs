@@ -1,12 +1,31 @@
-//! Connecting to Postgres. Every failure to connect becomes one line that names the setting
-//! the URL came from (`DATABASE_URL` by default) with the password hidden, never a panic.
+//! Connecting to Postgres, over TLS as the URL's `sslmode` and `sslrootcert` ask ([`tls`],
+//! [`tls_settings`]). Every failure to connect becomes one line that names the setting the URL
+//! came from (`DATABASE_URL` by default) with the password hidden, never a panic.
+
+mod tls;
+mod tls_settings;
 
 use std::time::Duration;
 
 pub use deadpool_postgres::Pool;
 use deadpool_postgres::{Manager, ManagerConfig, RecyclingMethod};
 use tokio_postgres::config::Host;
-use tokio_postgres::{Config, NoTls};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::Config;
+
+use tls::MakeRustlsConnect;
+pub use tls::RustlsStream;
+pub use tls_settings::SslMode;
+use tls_settings::TlsSettings;
+
+/// A dedicated connection's driver: spawn it, and the client works until it is dropped.
+pub type Connection = tokio_postgres::Connection<tokio_postgres::Socket, RustlsStream>;
+
+/// A parsed URL: what tokio-postgres connects to, and how it encrypts.
+struct Target {
+    config: Config,
+    tls: TlsSettings,
+}
 
 /// Where a database URL came from, and the URL itself.
 #[derive(Clone)]
@@ -34,24 +53,35 @@ impl DatabaseUrl {
         }
     }
 
-    fn parse(&self) -> Result<Config, DbError> {
-        let mut config: Config = self.url.parse().map_err(|e| DbError::InvalidUrl {
+    fn parse(&self) -> Result<Target, DbError> {
+        let invalid = |reason| DbError::InvalidUrl {
             setting: self.setting,
-            reason: root_cause(&e),
-        })?;
+            reason,
+        };
+        let (rest, tls) = tls_settings::split(&self.url).map_err(invalid)?;
+        let mut config: Config = rest.parse().map_err(|e| invalid(root_cause(&e)))?;
+        config.ssl_mode(tls.mode.negotiation());
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(10));
         }
         if config.get_application_name().is_none() {
             config.application_name("callscript");
         }
-        Ok(config)
+        Ok(Target { config, tls })
+    }
+
+    /// The TLS connector both kinds of connection use.
+    fn connector(&self, target: &Target) -> Result<MakeRustlsConnect, DbError> {
+        MakeRustlsConnect::new(&target.tls).map_err(|reason| DbError::Tls {
+            setting: self.setting,
+            reason,
+        })
     }
 
     /// The URL without its password, fit for logs and errors.
     pub fn redacted(&self) -> String {
-        match self.url.parse::<Config>() {
-            Ok(config) => describe_target(&config),
+        match self.parse() {
+            Ok(target) => describe_target(&target.config),
             Err(_) => "<unparseable URL>".to_owned(),
         }
     }
@@ -69,6 +99,11 @@ pub enum DbError {
     Missing { setting: &'static str },
     #[error("{setting} is not a valid Postgres URL: {reason}")]
     InvalidUrl {
+        setting: &'static str,
+        reason: String,
+    },
+    #[error("{setting}: {reason}")]
+    Tls {
         setting: &'static str,
         reason: String,
     },
@@ -105,10 +140,10 @@ impl From<deadpool_postgres::PoolError> for DbError {
 
 /// A pool of connections, checked once so a wrong URL fails here and not at first use.
 pub async fn connect_pool(url: &DatabaseUrl, max_size: usize) -> Result<Pool, DbError> {
-    let config = url.parse()?;
+    let target = url.parse()?;
     let manager = Manager::from_config(
-        config.clone(),
-        NoTls,
+        target.config.clone(),
+        url.connector(&target)?,
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         },
@@ -119,10 +154,10 @@ pub async fn connect_pool(url: &DatabaseUrl, max_size: usize) -> Result<Pool, Db
         .map_err(|e| DbError::Query(e.to_string()))?;
     match pool.get().await {
         Ok(_) => Ok(pool),
-        Err(deadpool_postgres::PoolError::Backend(e)) => Err(connect_error(url, &config, &e)),
+        Err(deadpool_postgres::PoolError::Backend(e)) => Err(connect_error(url, &target, &e)),
         Err(e) => Err(DbError::Connect {
             setting: url.setting,
-            target: describe_target(&config),
+            target: describe_target(&target.config),
             reason: e.to_string(),
         }),
     }
@@ -132,26 +167,48 @@ pub async fn connect_pool(url: &DatabaseUrl, max_size: usize) -> Result<Pool, Db
 /// advisory lock). The connection task runs until the client is dropped.
 pub async fn connect_one(
     url: &DatabaseUrl,
-) -> Result<
-    (
-        tokio_postgres::Client,
-        tokio_postgres::Connection<tokio_postgres::Socket, tokio_postgres::tls::NoTlsStream>,
-    ),
-    DbError,
-> {
-    let config = url.parse()?;
-    config
-        .connect(NoTls)
+) -> Result<(tokio_postgres::Client, Connection), DbError> {
+    let target = url.parse()?;
+    target
+        .config
+        .connect(url.connector(&target)?)
         .await
-        .map_err(|e| connect_error(url, &config, &e))
+        .map_err(|e| connect_error(url, &target, &e))
 }
 
-fn connect_error(url: &DatabaseUrl, config: &Config, e: &tokio_postgres::Error) -> DbError {
+fn connect_error(url: &DatabaseUrl, target: &Target, e: &tokio_postgres::Error) -> DbError {
     DbError::Connect {
         setting: url.setting,
-        target: describe_target(config),
-        reason: describe_pg_error(e),
+        target: describe_target(&target.config),
+        reason: refusal_reason(&target.tls, e),
     }
+}
+
+/// Why a connection failed, with what to change when TLS is the reason: the server insisting
+/// on TLS under `sslmode=disable`, or a handshake or certificate failing under the settings
+/// named.
+fn refusal_reason(tls: &TlsSettings, e: &tokio_postgres::Error) -> String {
+    let reason = describe_pg_error(e);
+    if tls.mode == SslMode::Disable && is_unencrypted_refusal(e) {
+        return format!(
+            "the server takes TLS connections only (pg_hba.conf hostssl) and {} turns TLS off: \
+             use sslmode=require or stronger ({reason})",
+            tls.describe()
+        );
+    }
+    // tokio-postgres exposes no error kind; a TLS failure is known by its message.
+    if e.as_db_error().is_none() && e.to_string().starts_with("error performing TLS handshake") {
+        return format!("TLS failed under {}: {reason}", tls.describe());
+    }
+    reason
+}
+
+/// The server's "no pg_hba.conf entry for … no encryption" ("SSL off" before PostgreSQL 14).
+fn is_unencrypted_refusal(e: &tokio_postgres::Error) -> bool {
+    e.as_db_error().is_some_and(|db| {
+        db.code() == &SqlState::INVALID_AUTHORIZATION_SPECIFICATION
+            && (db.message().ends_with("no encryption") || db.message().ends_with("SSL off"))
+    })
 }
 
 fn describe_target(config: &Config) -> String {
@@ -229,10 +286,29 @@ mod tests {
     #[test]
     fn invalid_url_names_the_setting() {
         let url = DatabaseUrl::new("DATABASE_URL", "postgres://host:notaport/db");
-        let err = url.parse().unwrap_err().to_string();
+        let err = url.parse().err().unwrap().to_string();
         assert!(
             err.starts_with("DATABASE_URL is not a valid Postgres URL"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn an_unknown_sslmode_names_the_setting() {
+        let url = DatabaseUrl::new("DATABASE_URL", "postgres://u@h/db?sslmode=verify");
+        let err = url.parse().err().unwrap().to_string();
+        assert!(
+            err.starts_with("DATABASE_URL is not a valid Postgres URL: sslmode must be one of"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn redacts_urls_with_settings_only_libpq_knows() {
+        let url = DatabaseUrl::new(
+            "DATABASE_URL",
+            "postgres://alice:s3cret@db.example/calls?sslmode=verify-full&sslrootcert=/ca.pem",
+        );
+        assert_eq!(url.redacted(), "postgres://alice@db.example:5432/calls");
     }
 }

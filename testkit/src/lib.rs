@@ -1,10 +1,13 @@
 //! Test support: every test gets its own freshly migrated database on the real Postgres server
 //! named by `DATABASE_URL`, and, when it needs one, its own S3-protocol server, vendor fakes
-//! ([`vendors`]) and SMTP sink ([`smtp`]) on loopback.
+//! ([`vendors`]) and SMTP sink ([`smtp`]) on loopback, or a TLS-only Postgres cluster of its own
+//! ([`tls_postgres`]).
 //! `scripts/test` provides `DATABASE_URL` (a local cluster it starts, or the one given).
 
+pub mod certs;
 pub mod s3;
 pub mod smtp;
+pub mod tls_postgres;
 pub mod vendors;
 
 use callscript_core::db::{connect_one, connect_pool, DatabaseUrl};

@@ -16,12 +16,13 @@ use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
 use mail_parser::MessageParser;
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufStream};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::rustls::pki_types::PrivateKeyDer;
 use tokio_rustls::rustls::{self, ServerConfig};
 use tokio_rustls::TlsAcceptor;
+
+use crate::certs::TestCa;
 
 /// How the sink encrypts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -168,18 +169,8 @@ impl Drop for SmtpSink {
 
 /// A CA made now, and a TLS acceptor with a certificate it issued for the loopback names.
 fn tls_acceptor() -> (String, TlsAcceptor) {
-    let ca_key = KeyPair::generate().expect("CA key");
-    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    ca.distinguished_name
-        .push(DnType::CommonName, "callscript test mail CA");
-    let ca = ca.self_signed(&ca_key).expect("CA certificate");
-    let key = KeyPair::generate().expect("server key");
-    let certificate = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-        .expect("server certificate parameters")
-        .signed_by(&key, &ca, &ca_key)
-        .expect("server certificate");
+    let ca = TestCa::new("callscript test mail CA");
+    let (certificate, key) = ca.issue(&["localhost", "127.0.0.1"]);
     // Both ring and aws-lc-rs are compiled into the workspace's rustls, so there is no default
     // provider to fall back on: name one.
     let config =

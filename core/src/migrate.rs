@@ -42,6 +42,7 @@ pub const MIGRATIONS: &[Migration] = migrations![
     "0011_judge_brain.sql",
     "0012_notification_email_sms.sql",
     "0013_notification_policy_and_queue_alerts.sql",
+    "0014_pii_findings.sql",
     "0015_recording_links.sql",
 ];
 

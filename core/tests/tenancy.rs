@@ -26,6 +26,11 @@ async fn seed_every_table(client: &impl GenericClient, org: Uuid, tag: &str) {
          segment AS (INSERT INTO core.transcript_segments
                        (call_id, segment_index, org_id, start_ms, end_ms, text)
                      SELECT call_id, 0, '{org}', 0, 1000, 'hello {tag}' FROM transcript RETURNING 1),
+         pii AS (INSERT INTO core.pii_findings
+                   (call_id, org_id, kind, first_segment, first_word, last_segment, end_word,
+                    start_ms, end_ms, last_four, detected_by)
+                 SELECT id, '{org}', 'card', 0, 0, 0, 3, 0, 1000, '1111', 'judge' FROM call
+                 RETURNING 1),
          flag AS (INSERT INTO core.qa_flags (call_id, org_id, rule_id, rulebook_version, category,
                                              severity, evidence_text)
                   SELECT id, '{org}', 'dnc', 'default@1', 'compliance', 'high', 'stop calling'
@@ -98,7 +103,7 @@ async fn the_api_role_reads_no_row_of_another_org_from_any_tenant_table() {
     seed_every_table(&**client, org_b, "2").await;
 
     let tables = tenant_tables(&**client).await;
-    assert_eq!(tables.len(), 23, "{tables:?}");
+    assert_eq!(tables.len(), 24, "{tables:?}");
     for (table, _, forced) in &tables {
         assert!(forced, "{table} does not force row-level security");
     }

@@ -1,10 +1,13 @@
-//! The judge lane: claims `transcribed` calls, evaluates the rulebook over each transcript,
-//! redacts payment-card numbers in the stored transcript, writes the flags and moves the call to
+//! The judge lane: claims `transcribed` calls, redacts card and social security numbers in the
+//! stored transcript, evaluates the rulebook over it, writes the flags and moves the call to
 //! `judged`, all in one transaction that starts with the fenced `complete`: a judge whose lease
 //! was rescued writes nothing.
 //!
-//! Findings are computed on the transcript as transcribed (the card rule must see the digits),
-//! then the stored text is redacted; evidence never holds more than a card's last four digits.
+//! Numbers are found on the transcript as transcribed and stored as findings of their own
+//! ([`crate::pii`]) in the transaction that stores the redacted text; everything else (rules,
+//! lead, brain, CRM copy) reads the redacted text with those findings. Judging the call again
+//! reads the stored findings, so its card and social security flags come back the same, and no
+//! flag, finding, summary or prompt holds more than a number's last four digits.
 //!
 //! Each call is judged by its campaign's stored rulebook, else its organization's, else the
 //! compiled-in one ([`crate::rulebook_store::for_call`]), unless the lane was given one rulebook
@@ -33,8 +36,10 @@ use crate::brain::{Brain, BrainOutcome, CallContext};
 use crate::crm::{call_facts, org_timezone, record_call, CallNotes, OrgTimezoneError};
 use crate::flags::replace_machine_flags;
 use crate::lead::{assess, CallFacts, LeadAssessment, Temperature};
+use crate::pii::{self, PiiFinding, DETECTED_BY_JUDGE};
 use crate::rulebook_store::{self, RulebookStoreError};
-use crate::{redact_payment_cards, Finding, Rulebook};
+use crate::transcript::Transcript;
+use crate::{redact, Finding, Redaction, Rulebook};
 use callscript_notify::{enqueue_compliance_flags, enqueue_event, Event};
 
 /// Requests in flight to the brain at once: enough to keep a vLLM server's batch busy, few
@@ -72,7 +77,7 @@ pub struct JudgeReport {
     /// Calls with at least one flag written now.
     pub flagged: usize,
     pub flags: usize,
-    /// Card numbers redacted in stored transcripts.
+    /// Card and social security numbers redacted in stored transcripts.
     pub redacted: usize,
     pub failed: usize,
     /// Leases rescued while judging: nothing was written.
@@ -124,9 +129,11 @@ pub struct JudgeLane {
 
 /// A call read and evaluated, ready to be written.
 struct Judgement {
-    /// As it will be stored: card numbers redacted.
+    /// As it will be stored: card and social security numbers redacted.
     transcript: TranscriptRecord,
-    /// Card numbers redacted in it.
+    /// The numbers in it, where their labels stand.
+    pii: Vec<PiiFinding>,
+    /// Numbers redacted now: the transcript and `pii` are to be stored.
     redacted: usize,
     rulebook: String,
     timezone: Tz,
@@ -236,28 +243,25 @@ impl JudgeLane {
         Ok(())
     }
 
-    /// Reads the call's transcript and rulebook and evaluates them: findings on the transcript
-    /// as transcribed, the lead assessment, then the card numbers redacted for storing. Writes
-    /// nothing.
+    /// Reads the call's transcript, its stored number findings and its rulebook; redacts the
+    /// numbers not yet redacted, then evaluates the rules and the lead on the redacted text.
+    /// Writes nothing.
     async fn evaluate(&self, claimed: &Claimed) -> Result<Judgement, JudgeError> {
         let call = &claimed.call;
         let client = self.pool.get().await.map_err(DbError::from)?;
         let mut transcript = transcripts::load(&**client, call.id)
             .await?
             .ok_or(JudgeError::NoTranscript)?;
+        let stored = pii::load(&**client, call.id).await?;
         let rulebook = match &self.rulebook {
             Some(rulebook) => rulebook.clone(),
             None => rulebook_store::for_call(&**client, call.org_id, call.campaign_id).await?,
         };
         let timezone = org_timezone(&**client, call.org_id).await?;
-        let findings = rulebook.evaluate(&transcript.segments, call.duration_ms);
-        let facts = call_facts(call);
-        let assessment = assess(
-            &transcript.segments,
-            &facts,
-            call.call_started_at.with_timezone(&timezone),
-        );
-        let redacted = redact_payment_cards(&mut transcript.segments);
+        let Redaction {
+            findings: pii,
+            redacted,
+        } = redact(&mut transcript.segments, &stored, DETECTED_BY_JUDGE);
         if redacted > 0 {
             // The worker stores a transcript's text as its segments' texts joined by spaces.
             transcript.text = transcript
@@ -267,8 +271,19 @@ impl JudgeLane {
                 .collect::<Vec<_>>()
                 .join(" ");
         }
+        let findings = rulebook.evaluate_transcript(
+            &Transcript::read(&transcript.segments, &pii),
+            call.duration_ms,
+        );
+        let facts = call_facts(call);
+        let assessment = assess(
+            &transcript.segments,
+            &facts,
+            call.call_started_at.with_timezone(&timezone),
+        );
         Ok(Judgement {
             transcript,
+            pii,
             redacted,
             rulebook: rulebook.reference(),
             timezone,
@@ -335,6 +350,7 @@ impl JudgeLane {
         let call = &claimed.call;
         let Judgement {
             transcript,
+            pii,
             redacted,
             rulebook,
             timezone,
@@ -360,6 +376,7 @@ impl JudgeLane {
         }
         if redacted > 0 {
             transcripts::save(&*transaction, &transcript).await?;
+            pii::replace(&*transaction, call.id, call.org_id, &pii).await?;
         }
         let counts =
             replace_machine_flags(&*transaction, call.id, call.org_id, &rulebook, &findings)

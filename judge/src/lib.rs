@@ -11,7 +11,10 @@
 //!   numbers spoken in them.
 //! - `rules`: each rule kind's check ([`Rulebook::evaluate`]), producing [`Finding`]s with
 //!   their evidence.
-//! - `redact`: payment-card numbers out of stored transcript text ([`redact_payment_cards`]).
+//! - `redact`: card and social security numbers out of stored transcript text ([`redact`]),
+//!   each kept as a [`pii::PiiFinding`] pointing at its label.
+//! - [`pii`]: those findings stored apart from the text (`core.pii_findings`), read back when a
+//!   call is judged again.
 //!
 //! - [`lane`] and [`flags`]: the judge lane around the engine: transcribed calls claimed,
 //!   judged, redacted and flagged in one fenced transaction; machine flags replaced on
@@ -27,7 +30,8 @@
 //!   objections and next best action, its answer checked against one JSON Schema.
 //!
 //! The engine is pure: no database, no network, no environment, no printing; only `lane`,
-//! `flags`, `rulebook_store`, `crm` and `report` touch Postgres, and only `brain` the network.
+//! `flags`, `pii`, `rulebook_store`, `crm` and `report` touch Postgres, and only `brain` the
+//! network.
 
 pub mod brain;
 pub mod crm;
@@ -37,6 +41,7 @@ pub mod lane;
 pub mod lead;
 pub mod matcher;
 pub mod normalize;
+pub mod pii;
 mod redact;
 pub mod report;
 pub mod rulebook;
@@ -45,7 +50,7 @@ mod rules;
 pub mod transcript;
 
 pub use callscript_core::model::{Category, Severity, SpeakerRole};
-pub use redact::redact_payment_cards;
+pub use redact::{redact, Redaction};
 pub use rulebook::{Issue, Party, Rule, RuleKind, Rulebook, RulebookError, DEFAULT_RULEBOOK};
 
 /// One rule's hit on one call: what a `core.qa_flags` row holds besides the call and reviews.

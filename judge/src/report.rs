@@ -63,12 +63,15 @@ pub struct LeadCounts {
     pub do_not_call: i64,
 }
 
+/// One rule's flags on the day's calls. The judge raises one flag per finding (hits of a rule
+/// in one moment are one), so `flags` counts findings and `calls` the calls that had any.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RuleCount {
     pub rule_id: String,
     pub severity: String,
-    pub count: i64,
-    /// Not yet confirmed or dismissed by a reviewer.
+    pub flags: i64,
+    pub calls: i64,
+    /// Flags not yet confirmed or dismissed by a reviewer.
     pub open: i64,
 }
 
@@ -104,6 +107,14 @@ pub enum ReportError {
 impl From<tokio_postgres::Error> for ReportError {
     fn from(e: tokio_postgres::Error) -> Self {
         ReportError::Db(e.into())
+    }
+}
+
+fn plural(count: i64, one: &'static str, many: &'static str) -> &'static str {
+    if count == 1 {
+        one
+    } else {
+        many
     }
 }
 
@@ -178,7 +189,7 @@ pub async fn daily(
 
     let flags_by_rule = client
         .query(
-            "SELECT f.rule_id, max(f.severity)::text, count(*),
+            "SELECT f.rule_id, max(f.severity)::text, count(*), count(DISTINCT f.call_id),
                     count(*) FILTER (WHERE f.review_status = 'open')
              FROM core.qa_flags f JOIN core.calls c ON c.id = f.call_id
              WHERE f.org_id = $1 AND c.call_started_at >= $2 AND c.call_started_at < $3
@@ -191,8 +202,9 @@ pub async fn daily(
         .map(|row| RuleCount {
             rule_id: row.get(0),
             severity: row.get(1),
-            count: row.get(2),
-            open: row.get(3),
+            flags: row.get(2),
+            calls: row.get(3),
+            open: row.get(4),
         })
         .collect();
 
@@ -308,15 +320,21 @@ impl DailyReport {
             "conversions: {} (value {:.2})",
             self.conversions, self.conversion_value
         );
-        let _ = writeln!(out, "\nflags by rule:");
+        let _ = writeln!(out, "\nflags by rule (one flag per finding):");
         if self.flags_by_rule.is_empty() {
             let _ = writeln!(out, "  none");
         }
         for rule in &self.flags_by_rule {
             let _ = writeln!(
                 out,
-                "  {:<36} {:<8} {:>4} ({} open)",
-                rule.rule_id, rule.severity, rule.count, rule.open
+                "  {:<36} {:<8} {:>4} {} on {} {} ({} open)",
+                rule.rule_id,
+                rule.severity,
+                rule.flags,
+                plural(rule.flags, "flag", "flags"),
+                rule.calls,
+                plural(rule.calls, "call", "calls"),
+                rule.open
             );
         }
         for (title, labels) in [

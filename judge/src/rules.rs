@@ -1,9 +1,12 @@
 //! The rules at work: a rulebook over one call's segments → its findings.
 //!
 //! Phrase rules read each party's utterances ([`crate::transcript`]) and report where a phrase
-//! was found, quoting the words as said; a required phrase that is missing is one finding
-//! about the start of the call. Number rules report the card and social security numbers found
-//! in the utterances. Timing rules (dead air, talk ratio, call length) measure segment times.
+//! was found, quoting the words as said; hits of one rule in one moment (one sentence, or
+//! sentences less than [`MOMENT_GAP_MS`] apart) are one finding quoting them all, so "shut up,
+//! you idiot" or "stop calling me, take me off your list" is one flag. A required phrase that
+//! is missing is one finding about the start of the call. Number rules report each card and
+//! social security number once. Timing rules (dead air, talk ratio, call length) measure
+//! segment times.
 //!
 //! A rule about one party reads only that party's words when the transcript has roles; a
 //! transcript without any (not diarized, roles not assigned) is read whole rather than not at
@@ -25,20 +28,39 @@ use crate::Finding;
 /// How many words before a card or social security number its evidence quotes.
 const NUMBER_CONTEXT_WORDS: usize = 4;
 
+/// Hits of one rule by one party closer than this belong to the same moment: one request said
+/// twice in a breath, one outburst.
+pub const MOMENT_GAP_MS: i32 = 5_000;
+
 impl Rulebook {
-    /// The findings of every rule on a call's segments. `call_duration_ms` is the recording's
-    /// length when known; the last segment's end stands in for it otherwise.
+    /// The findings of every rule on a call's segments as transcribed. `call_duration_ms` is the
+    /// recording's length when known; the last segment's end stands in for it otherwise.
     pub fn evaluate(
         &self,
         segments: &[SegmentRecord],
         call_duration_ms: Option<i32>,
     ) -> Vec<Finding> {
-        let transcript = Transcript::new(segments);
-        let call_end = call_duration_ms
-            .unwrap_or_else(|| segments.iter().map(|s| s.end_ms).max().unwrap_or(0));
+        self.evaluate_transcript(&Transcript::new(segments), call_duration_ms)
+    }
+
+    /// The findings of every rule on a transcript as read ([`Transcript::read`] for one
+    /// stored redacted, with its numbers' findings).
+    pub fn evaluate_transcript(
+        &self,
+        transcript: &Transcript<'_>,
+        call_duration_ms: Option<i32>,
+    ) -> Vec<Finding> {
+        let call_end = call_duration_ms.unwrap_or_else(|| {
+            transcript
+                .segments
+                .iter()
+                .map(|s| s.end_ms)
+                .max()
+                .unwrap_or(0)
+        });
         let mut findings = Vec::new();
         for rule in &self.rules {
-            check(rule, &transcript, call_end, &mut findings);
+            check(rule, transcript, call_end, &mut findings);
         }
         findings.sort_by_key(|f| f.start_ms);
         findings
@@ -89,7 +111,7 @@ fn check(rule: &Rule, t: &Transcript<'_>, call_end: i32, out: &mut Vec<Finding>)
             by,
             fuzziness,
         } => {
-            for (u, words) in occurrences(t, phrases, *by, *fuzziness) {
+            for (u, words) in moments(t, occurrences(t, phrases, *by, *fuzziness)) {
                 out.push(said(rule, t, u, words.clone(), words));
             }
         }
@@ -189,6 +211,24 @@ fn occurrences(
         }
         found.sort_by_key(|r| r.start);
         out.extend(found.into_iter().map(|words| (u, words)));
+    }
+    out
+}
+
+/// `hits` (in utterance and word order) with those of one utterance less than
+/// [`MOMENT_GAP_MS`] apart joined: from the first one's first word to the last one's last.
+fn moments(t: &Transcript<'_>, hits: Vec<(usize, Range<usize>)>) -> Vec<(usize, Range<usize>)> {
+    let mut out: Vec<(usize, Range<usize>)> = Vec::new();
+    for (u, words) in hits {
+        if let Some((last_u, last)) = out.last_mut() {
+            let (_, last_end) = t.times(*last_u, last.clone());
+            let (start, _) = t.times(u, words.clone());
+            if *last_u == u && start - last_end < MOMENT_GAP_MS {
+                last.end = last.end.max(words.end);
+                continue;
+            }
+        }
+        out.push((u, words));
     }
     out
 }

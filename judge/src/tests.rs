@@ -2,7 +2,7 @@
 
 use callscript_core::transcripts::SegmentRecord;
 
-use crate::{redact_payment_cards, Category, Finding, Rulebook, Severity, SpeakerRole};
+use crate::{redact, Category, Finding, Rulebook, Severity, SpeakerRole};
 
 /// A segment from `start` to `end` seconds by "agent" (SPEAKER_00, channel 0), "customer"
 /// (SPEAKER_01, channel 1) or "?" (not diarized).
@@ -134,7 +134,7 @@ fn the_default_rulebook_on_written_calls() {
             ],
         ),
         (
-            "do-not-call requests, garbled or not, by the customer only",
+            "a do-not-call request repeated, garbled or not, by the customer only: one finding",
             call(vec![
                 seg(4.5, 6.0, "customer", "Please don't call me again."),
                 seg(6.5, 9.0, "agent", "I can put you on our do not call list."),
@@ -146,39 +146,16 @@ fn the_default_rulebook_on_written_calls() {
                 ),
                 seg(12.0, 13.0, "customer", "Stop coling me!"),
             ]),
-            vec![
-                expect(
-                    "do-not-call-request",
-                    4_500,
-                    6_000,
-                    CUSTOMER,
-                    "don't call me again",
-                ),
-                expect(
-                    "do-not-call-request",
-                    9_500,
-                    11_000,
-                    CUSTOMER,
-                    "dont call me agin",
-                ),
-                expect(
-                    "do-not-call-request",
-                    9_500,
-                    11_000,
-                    CUSTOMER,
-                    "take me of your list",
-                ),
-                expect(
-                    "do-not-call-request",
-                    12_000,
-                    13_000,
-                    CUSTOMER,
-                    "Stop coling",
-                ),
-            ],
+            vec![expect(
+                "do-not-call-request",
+                4_500,
+                13_000,
+                CUSTOMER,
+                "don't call me again dont call me agin, and take me of your list Stop coling",
+            )],
         ),
         (
-            "prohibited claims by the agent, one finding each",
+            "prohibited claims by the agent, one finding per rule and moment",
             call(vec![
                 seg(
                     5.0,
@@ -198,23 +175,9 @@ fn the_default_rulebook_on_written_calls() {
                 expect(
                     "prohibited-claim-approval",
                     5_000,
-                    9_000,
-                    AGENT,
-                    "guaranteed approval",
-                ),
-                expect(
-                    "prohibited-claim-approval",
-                    5_000,
-                    9_000,
-                    AGENT,
-                    "100% guaranteed",
-                ),
-                expect(
-                    "prohibited-claim-approval",
-                    11_500,
                     14_000,
                     AGENT,
-                    "you will definately be aproved",
+                    "guaranteed approval, it's 100% guaranteed Yes, you will definately be aproved",
                 ),
                 expect("prohibited-claim-risk", 11_500, 14_000, AGENT, "no risk"),
             ],
@@ -225,10 +188,102 @@ fn the_default_rulebook_on_written_calls() {
                 seg(4.5, 6.0, "customer", "This is bullshit."),
                 seg(6.5, 8.0, "agent", "Oh shut up, you idiot."),
             ]),
+            vec![expect(
+                "agent-abusive-language",
+                6_500,
+                8_000,
+                AGENT,
+                "shut up, you idiot",
+            )],
+        ),
+        (
+            "one do-not-call request said three ways across two segments",
+            call(vec![
+                seg(
+                    4.5,
+                    7.0,
+                    "customer",
+                    "Stop calling me. Take me off your list.",
+                ),
+                seg(7.5, 9.0, "customer", "Do not call me again."),
+                seg(30.0, 32.0, "customer", "And again: stop calling me!"),
+            ]),
             vec![
-                expect("agent-abusive-language", 6_500, 8_000, AGENT, "shut up"),
-                expect("agent-abusive-language", 6_500, 8_000, AGENT, "idiot"),
+                expect(
+                    "do-not-call-request",
+                    4_500,
+                    9_000,
+                    CUSTOMER,
+                    "Stop calling me. Take me off your list Do not call me again",
+                ),
+                expect(
+                    "do-not-call-request",
+                    30_000,
+                    32_000,
+                    CUSTOMER,
+                    "stop calling",
+                ),
             ],
+        ),
+        (
+            "a card, the agent asks for part of it again, then for the expiry",
+            call(vec![
+                seg(
+                    5.0,
+                    11.0,
+                    "customer",
+                    "It's four one one one, one one one one, one one one one, one one one one.",
+                ),
+                seg(11.5, 13.0, "agent", "Sorry, after the first four?"),
+                seg(
+                    13.5,
+                    17.0,
+                    "customer",
+                    "one one one one, one one one one, one one one one.",
+                ),
+                seg(17.5, 19.0, "agent", "Thanks. And the expiry date?"),
+                seg(19.5, 21.0, "customer", "twelve twenty eight"),
+            ]),
+            vec![expect(
+                "payment-card-spoken",
+                5_000,
+                11_000,
+                CUSTOMER,
+                "It's [card ending 1111]",
+            )],
+        ),
+        (
+            "a card started, asked again slower, then the expiry and the code",
+            call(vec![
+                seg(
+                    5.0,
+                    8.0,
+                    "customer",
+                    "Sure, it's four five five six, seven three seven five, eight six eight nine",
+                ),
+                seg(8.5, 10.0, "agent", "Sorry, a bit slower please?"),
+                seg(
+                    10.5,
+                    16.0,
+                    "customer",
+                    "four five five six, seven three seven five, eight six eight nine, nine \
+                     eight five five",
+                ),
+                seg(16.5, 18.0, "agent", "Thank you. And the expiry date?"),
+                seg(
+                    18.5,
+                    20.0,
+                    "customer",
+                    "twelve twenty eight, and the code is one one two",
+                ),
+            ]),
+            vec![expect(
+                "payment-card-spoken",
+                10_500,
+                16_000,
+                CUSTOMER,
+                "[card ending 9855]",
+            )],
         ),
         (
             "a card number in words across two segments, the agent's 'mhm' between",
@@ -344,7 +399,7 @@ fn redaction_keeps_the_last_four_across_segments() {
             "one one one one one one one one. Order 1234 5678 1234 5678.",
         ),
     ]);
-    assert_eq!(redact_payment_cards(&mut segments), 1);
+    assert_eq!(redact(&mut segments, &[], "judge").redacted, 1);
     let texts: Vec<&str> = segments.iter().map(|s| s.text.as_str()).collect();
     assert_eq!(texts[0].trim(), DISCLOSURE);
     assert_eq!(

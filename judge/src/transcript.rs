@@ -9,7 +9,13 @@
 //!
 //! Sensitive numbers are found once here, so every piece of evidence, whichever rule quotes it,
 //! shows a card or social security number only as its last four digits, and redaction replaces
-//! the same words the payment-card rule flagged.
+//! the same words the number rules flag. A number is one party's continuous speech: the other
+//! party taking a turn ("and the expiry date?") ends it, their "mhm" does not, so an expiry or a
+//! CVV said after the agent asks for it is never read as more digits of the card.
+//!
+//! A transcript already redacted is read with its stored findings ([`Transcript::read`]): each
+//! label stands for the number it replaced, exactly as the number stood in the clear text, so
+//! the rules flag it the same way; only words outside the labels are searched for new numbers.
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -18,6 +24,7 @@ use callscript_core::model::SpeakerRole;
 use callscript_core::transcripts::SegmentRecord;
 
 use crate::normalize::{self, Word};
+use crate::pii::PiiFinding;
 
 /// A party's segments closer than this are one utterance.
 pub const JOIN_GAP_MS: i32 = 10_000;
@@ -28,8 +35,19 @@ const FILLERS: &[&str] = &["uh", "um", "er", "ah", "eh", "hmm", "mm", "dash"];
 /// How long after "social security" (said by either party) a nine-digit number counts as one.
 const SSN_CUE_MS: i32 = 30_000;
 
+/// What a party says while the other one talks without taking the turn: between two digit
+/// groups it does not end a number.
+const BACKCHANNEL: &[&str] = &[
+    "mhm", "mm", "hmm", "hm", "uh", "huh", "um", "ah", "oh", "okay", "yeah", "yes", "yep", "right",
+    "sure", "alright", "got", "it", "go", "ahead",
+];
+
 /// Who said a segment: its speaker, channel and role.
 type Party<'s> = (Option<&'s str>, Option<i16>, Option<SpeakerRole>);
+
+fn party(segment: &SegmentRecord) -> Party<'_> {
+    (segment.speaker.as_deref(), segment.channel, segment.role)
+}
 
 /// One segment's share of a stretch of words: its bytes, and the sensitive numbers in them
 /// with what replaces each.
@@ -66,14 +84,35 @@ pub enum NumberKind {
     SocialSecurity,
 }
 
+impl NumberKind {
+    /// Its name in `core.pii_kind`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NumberKind::PaymentCard => "card",
+            NumberKind::SocialSecurity => "ssn",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<NumberKind> {
+        match name {
+            "card" => Some(NumberKind::PaymentCard),
+            "ssn" => Some(NumberKind::SocialSecurity),
+            _ => None,
+        }
+    }
+}
+
 /// A card or social security number: the words it was said in (digits and the fillers between
-/// them) and its last four digits.
+/// them, or its label where the text is redacted) and its last four digits.
 #[derive(Debug, Clone)]
 pub struct Sensitive {
     pub kind: NumberKind,
     pub utterance: usize,
     pub words: Range<usize>,
     pub last4: String,
+    /// The stored finding it is (an index into [`Transcript::read`]'s `stored`): the text holds
+    /// its label, not its digits.
+    pub stored: Option<usize>,
 }
 
 impl Sensitive {
@@ -102,11 +141,22 @@ pub struct Transcript<'a> {
     /// Whether any segment is attributed to the agent or the customer; without roles a rule
     /// about one party reads every party.
     pub roles_known: bool,
+    /// In order of utterance and first word.
     pub sensitive: Vec<Sensitive>,
+    /// Each segment's utterance and the index of its first word there.
+    placed: Vec<(usize, usize)>,
 }
 
 impl<'a> Transcript<'a> {
+    /// `segments` as transcribed: every sensitive number is found in their words.
     pub fn new(segments: &'a [SegmentRecord]) -> Transcript<'a> {
+        Transcript::read(segments, &[])
+    }
+
+    /// `segments` as stored, with the findings already redacted in them (`stored`): those are
+    /// read from their labels, and new numbers are looked for in the other words only.
+    pub fn read(segments: &'a [SegmentRecord], stored: &[PiiFinding]) -> Transcript<'a> {
+        let mut placed = vec![(0, 0); segments.len()];
         let mut order: Vec<usize> = (0..segments.len()).collect();
         order.sort_by_key(|&i| (segments[i].start_ms, i));
         let mut utterances: Vec<Utterance> = Vec::new();
@@ -114,8 +164,8 @@ impl<'a> Transcript<'a> {
         let mut open: HashMap<Party<'_>, usize> = HashMap::new();
         for i in order {
             let segment = &segments[i];
-            let party = (segment.speaker.as_deref(), segment.channel, segment.role);
-            let index = match open.get(&party) {
+            let who = party(segment);
+            let index = match open.get(&who) {
                 Some(&u) if segment.start_ms - ends[u] <= JOIN_GAP_MS => u,
                 _ => {
                     utterances.push(Utterance {
@@ -124,11 +174,12 @@ impl<'a> Transcript<'a> {
                         words: Vec::new(),
                     });
                     ends.push(segment.end_ms);
-                    open.insert(party, utterances.len() - 1);
+                    open.insert(who, utterances.len() - 1);
                     utterances.len() - 1
                 }
             };
             ends[index] = ends[index].max(segment.end_ms);
+            placed[i] = (index, utterances[index].words.len());
             utterances[index].words.extend(
                 normalize::words(&segment.text)
                     .into_iter()
@@ -143,9 +194,51 @@ impl<'a> Transcript<'a> {
             utterances,
             roles_known,
             sensitive: Vec::new(),
+            placed,
         };
-        transcript.sensitive = transcript.find_sensitive();
+        let mut sensitive: Vec<Sensitive> = stored
+            .iter()
+            .enumerate()
+            .filter_map(|(index, finding)| transcript.place(index, finding))
+            .collect();
+        sensitive.extend(transcript.find_sensitive(&sensitive));
+        sensitive.sort_by_key(|s| (s.utterance, s.words.start));
+        transcript.sensitive = sensitive;
         transcript
+    }
+
+    /// Stored finding number `index` as the words of its label; `None` when the text has no
+    /// such words (nothing to quote or time).
+    fn place(&self, index: usize, finding: &PiiFinding) -> Option<Sensitive> {
+        let &(utterance, first) = self.placed.get(finding.first_segment)?;
+        let words = &self.utterances[utterance].words;
+        let in_segment = |segment: usize| {
+            let (u, from) = self.placed[segment];
+            let to = from
+                + words[from..]
+                    .iter()
+                    .take_while(|w| w.segment == segment)
+                    .count();
+            (u == utterance).then_some(from..to)
+        };
+        let start_segment = in_segment(finding.first_segment)?;
+        let start = (first + finding.first_word).min(start_segment.end);
+        // Its last segment is a later one of the same party; if not (the segments were read
+        // otherwise), the label stands in its first segment alone.
+        let end = self
+            .placed
+            .get(finding.last_segment)
+            .and_then(|_| in_segment(finding.last_segment))
+            .map_or(start_segment.end, |last| {
+                (last.start + finding.end_word).min(last.end)
+            });
+        (start < end).then(|| Sensitive {
+            kind: finding.kind,
+            utterance,
+            words: start..end,
+            last4: finding.last_four.clone(),
+            stored: Some(index),
+        })
     }
 
     /// Whether `utterance` was said by `role` (any party when `role` is `None` or roles are
@@ -190,25 +283,19 @@ impl<'a> Transcript<'a> {
             .join(" ")
     }
 
-    /// What redaction replaces: (segment, bytes, label) for every piece of every payment card.
-    pub fn card_replacements(&self) -> Vec<(usize, Range<usize>, String)> {
-        let mut out = Vec::new();
-        for card in self
-            .sensitive
-            .iter()
-            .filter(|s| s.kind == NumberKind::PaymentCard)
-        {
-            for piece in self.pieces(card.utterance, card.words.clone(), false) {
+    /// Where `number` stands, segment by segment: (segment, bytes, its label there), the label
+    /// where it starts and its continuation after. A redacted number's bytes are its label's.
+    pub fn labels(&self, number: &Sensitive) -> Vec<(usize, Range<usize>, String)> {
+        self.pieces(number.utterance, number.words.clone(), false)
+            .into_iter()
+            .flat_map(|piece| {
                 let segment = piece.segment;
-                out.extend(
-                    piece
-                        .masks
-                        .into_iter()
-                        .map(|(bytes, label)| (segment, bytes, label)),
-                );
-            }
-        }
-        out
+                piece
+                    .masks
+                    .into_iter()
+                    .map(move |(bytes, label)| (segment, bytes, label))
+            })
+            .collect()
     }
 
     /// `words` split by segment, each piece with the sensitive numbers within it. With `once`,
@@ -248,13 +335,22 @@ impl<'a> Transcript<'a> {
                         } else {
                             s.continued().to_owned()
                         };
-                        (bytes(from..to), label)
+                        let mut covered = bytes(from..to);
+                        if s.stored.is_some() {
+                            covered = bracketed(&self.segments[segment].text, covered);
+                        }
+                        (covered, label)
                     })
                 })
-                .collect();
+                .collect::<Vec<_>>();
+            // A label's brackets are outside its words.
+            let mut covered = bytes(k..e);
+            for (mask, _) in &masks {
+                covered = covered.start.min(mask.start)..covered.end.max(mask.end);
+            }
             out.push(Piece {
                 segment,
-                bytes: bytes(k..e),
+                bytes: covered,
                 masks,
             });
             k = e;
@@ -262,11 +358,17 @@ impl<'a> Transcript<'a> {
         out
     }
 
-    fn find_sensitive(&self) -> Vec<Sensitive> {
+    /// The numbers said in words outside `taken` (labels of numbers already found).
+    fn find_sensitive(&self, taken: &[Sensitive]) -> Vec<Sensitive> {
         let cues = self.ssn_cues();
         let mut found = Vec::new();
         for (u, utterance) in self.utterances.iter().enumerate() {
-            for run in digit_runs(&utterance.words) {
+            let taken: Vec<&Range<usize>> = taken
+                .iter()
+                .filter(|s| s.utterance == u)
+                .map(|s| &s.words)
+                .collect();
+            for run in self.digit_runs(u, &taken) {
                 let cards = cards_in(&utterance.words, &run);
                 let is_card = |w: &usize| cards.iter().any(|c| c.contains(w));
                 // A social security number is the whole run, or what of it one segment holds
@@ -287,6 +389,7 @@ impl<'a> Transcript<'a> {
                             utterance: u,
                             words: candidate[0]..candidate[candidate.len() - 1] + 1,
                             last4,
+                            stored: None,
                         });
                     }
                 }
@@ -295,10 +398,48 @@ impl<'a> Transcript<'a> {
                     utterance: u,
                     last4: last_digits(&utterance.words[words.clone()]),
                     words,
+                    stored: None,
                 }));
             }
         }
         found
+    }
+
+    /// Runs of number words of utterance `u` (as indices), allowing fillers between them; a
+    /// word of `taken` or the other party taking the turn ends a run.
+    fn digit_runs(&self, u: usize, taken: &[&Range<usize>]) -> Vec<Vec<usize>> {
+        let words = &self.utterances[u].words;
+        let mut runs = Vec::new();
+        let mut run: Vec<usize> = Vec::new();
+        for (k, spoken) in words.iter().enumerate() {
+            let ends_run = taken.iter().any(|t| t.contains(&k))
+                || run
+                    .last()
+                    .is_some_and(|&last| self.turn_between(words[last].segment, spoken.segment))
+                || !(spoken.word.number || FILLERS.contains(&spoken.as_ref()));
+            if ends_run && !run.is_empty() {
+                runs.push(std::mem::take(&mut run));
+            }
+            if spoken.word.number && !taken.iter().any(|t| t.contains(&k)) {
+                run.push(k);
+            }
+        }
+        runs.extend((!run.is_empty()).then_some(run));
+        runs
+    }
+
+    /// Whether another party took the turn between segment `a` and a later segment `b` of the
+    /// same party: began a segment in between that is more than a backchannel ("mhm", "okay").
+    fn turn_between(&self, a: usize, b: usize) -> bool {
+        let (from, to) = (&self.segments[a], &self.segments[b]);
+        a != b
+            && self.segments.iter().any(|s| {
+                party(s) != party(from)
+                    && (from.start_ms..to.start_ms).contains(&s.start_ms)
+                    && !normalize::words(&s.text)
+                        .iter()
+                        .all(|w| BACKCHANNEL.contains(&w.text.as_str()))
+            })
     }
 
     /// Where "social security" or "ssn" was said: (utterance, word, segment).
@@ -340,21 +481,6 @@ impl<'a> Transcript<'a> {
             && &digits[5..] != "0000";
         ((grouped || cued) && valid).then(|| digits[5..].to_owned())
     }
-}
-
-/// Runs of number words (as indices), allowing fillers between them.
-fn digit_runs(words: &[Spoken]) -> Vec<Vec<usize>> {
-    let mut runs = Vec::new();
-    let mut run: Vec<usize> = Vec::new();
-    for (k, spoken) in words.iter().enumerate() {
-        if spoken.word.number {
-            run.push(k);
-        } else if !run.is_empty() && !FILLERS.contains(&spoken.as_ref()) {
-            runs.push(std::mem::take(&mut run));
-        }
-    }
-    runs.extend((!run.is_empty()).then_some(run));
-    runs
 }
 
 /// The card numbers in a run of numbers (as word ranges): 13 to 19 digits passing the Luhn
@@ -432,6 +558,14 @@ pub fn splice(text: &str, bytes: Range<usize>, masks: &[(Range<usize>, String)])
     }
     out.push_str(&text[at..bytes.end]);
     out
+}
+
+/// `bytes` of `text` widened by the brackets around them, if any: a label's words are inside its
+/// brackets.
+fn bracketed(text: &str, bytes: Range<usize>) -> Range<usize> {
+    let start = bytes.start - usize::from(text[..bytes.start].ends_with('['));
+    let end = bytes.end + usize::from(text[bytes.end..].starts_with(']'));
+    start..end
 }
 
 #[cfg(test)]

@@ -1,15 +1,17 @@
 //! The judge lane against the real Postgres: transcribed calls become judged with their flags
-//! and evidence, card numbers leave the stored transcript, and re-judging keeps what reviewers
-//! did.
+//! and evidence, card and social security numbers leave the stored transcript, and re-judging
+//! keeps what reviewers did and every number's flag.
 
 mod common;
 
 use callscript_core::model::SpeakerRole;
 use callscript_core::queue;
 use callscript_core::transcripts;
+use callscript_judge::report;
 use callscript_judge::rulebook_store::{self, Added, Scope};
 use callscript_judge::Rulebook;
 use callscript_testkit::{create_org, TestDatabase};
+use chrono::TimeZone;
 use common::{lane, segment, transcribed_call};
 use tokio_postgres::GenericClient;
 use uuid::Uuid;
@@ -347,4 +349,256 @@ async fn each_call_is_judged_by_its_campaigns_or_its_organizations_rulebook() {
             ("strict@1".to_owned(), vec!["organization".to_owned()]),
         ]
     );
+}
+
+/// The call's flags as the judge wrote them: (rule, start, end, evidence).
+async fn machine_flags(
+    client: &impl GenericClient,
+    call: Uuid,
+) -> Vec<(String, Option<i32>, Option<i32>, String)> {
+    client
+        .query(
+            "SELECT rule_id, start_ms, end_ms, evidence_text FROM core.qa_flags
+             WHERE call_id = $1 ORDER BY start_ms, rule_id",
+            &[&call],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect()
+}
+
+/// Everything stored about `call` that could hold a number said on it: transcript, segments,
+/// flag evidence, number findings, the CRM copy and summary.
+async fn stored_text(client: &impl GenericClient, call: Uuid) -> String {
+    client
+        .query_one(
+            "SELECT concat_ws(' | ',
+                 (SELECT text FROM core.transcripts WHERE call_id = $1),
+                 (SELECT string_agg(text, ' ') FROM core.transcript_segments WHERE call_id = $1),
+                 (SELECT string_agg(evidence_text, ' ') FROM core.qa_flags WHERE call_id = $1),
+                 (SELECT string_agg(p::text, ' ') FROM core.pii_findings p WHERE call_id = $1),
+                 (SELECT concat_ws(' ', transcript, summary) FROM crm.lead_communications
+                  WHERE call_id = $1))",
+            &[&call],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test]
+async fn judging_again_keeps_card_and_ssn_flags_and_both_are_redacted() {
+    let db = TestDatabase::new(4).await;
+    let client = db.client().await;
+    let org = create_org(&**client, "acme").await;
+    use SpeakerRole::{Agent, Customer};
+    let call = transcribed_call(
+        &**client,
+        org,
+        "pays",
+        vec![
+            segment(0.0, 4.0, Agent, common::DISCLOSURE),
+            segment(
+                5.0,
+                9.0,
+                Customer,
+                "My card number is four one one one one one one one",
+            ),
+            segment(9.0, 9.5, Agent, "Mhm."),
+            segment(10.0, 14.0, Customer, "one one one one one one one one."),
+            segment(14.5, 16.0, Agent, "And the expiry date?"),
+            segment(16.5, 18.0, Customer, "twelve twenty eight"),
+            segment(19.0, 21.0, Agent, "And your social security number?"),
+            segment(21.5, 24.0, Customer, "It's 078-05-1120."),
+        ],
+    )
+    .await;
+    let first = lane(&db).run_batch().await.unwrap().unwrap();
+    assert_eq!((first.flagged, first.redacted), (1, 2), "{first:?}");
+    let expected = vec![
+        (
+            "payment-card-spoken".to_owned(),
+            Some(5_000),
+            Some(14_000),
+            "My card number is [card ending 1111]".to_owned(),
+        ),
+        (
+            "ssn-spoken".to_owned(),
+            Some(21_500),
+            Some(24_000),
+            "It's [ssn ending 1120]".to_owned(),
+        ),
+    ];
+    assert_eq!(machine_flags(&**client, call).await, expected);
+    let stored = stored_text(&**client, call).await;
+    assert!(stored.contains("[ssn ending 1120]"), "{stored}");
+    for clear in [
+        "078-05-1120",
+        "05-1120",
+        "four one one one",
+        "one one one one one",
+    ] {
+        assert!(!stored.contains(clear), "{clear:?} is stored: {stored}");
+    }
+    let findings: Vec<(String, String, String)> = client
+        .query(
+            "SELECT kind::text, last_four, detected_by FROM core.pii_findings
+             WHERE call_id = $1 ORDER BY first_segment",
+            &[&call],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    let finding = |kind: &str, last_four: &str| (kind.into(), last_four.into(), "judge".into());
+    assert_eq!(findings, [finding("card", "1111"), finding("ssn", "1120")]);
+
+    // Judged again (`judge --again`): the same flags from the stored findings, nothing new to
+    // redact, the call still flagged.
+    queue::redo(&**client, callscript_core::model::Lane::Judge, Some(org))
+        .await
+        .unwrap();
+    let again = lane(&db).run_batch().await.unwrap().unwrap();
+    assert_eq!((again.flagged, again.redacted), (1, 0), "{again:?}");
+    assert_eq!(machine_flags(&**client, call).await, expected);
+    assert_eq!(stored_text(&**client, call).await, stored);
+    let flagged: Option<bool> = client
+        .query_one("SELECT flagged FROM core.calls WHERE id = $1", &[&call])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(flagged, Some(true));
+
+    // Transcribed again, the call's old findings go with the segments they pointed into.
+    callscript_testkit::save_transcript(
+        &**client,
+        call,
+        org,
+        vec![segment(0.0, 4.0, Agent, common::DISCLOSURE)],
+    )
+    .await;
+    let left: i64 = client
+        .query_one(
+            "SELECT count(*) FROM core.pii_findings WHERE call_id = $1",
+            &[&call],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0);
+}
+
+#[tokio::test]
+async fn one_request_one_outburst_one_card_are_one_flag_each_and_the_report_counts_them() {
+    let db = TestDatabase::new(4).await;
+    let client = db.client().await;
+    let org = create_org(&**client, "acme").await;
+    use SpeakerRole::{Agent, Customer};
+    let started = chrono::Utc.with_ymd_and_hms(2026, 11, 5, 15, 0, 0).unwrap();
+    let said = |text: &str| {
+        let mut segments = vec![segment(0.0, 4.0, Agent, common::DISCLOSURE)];
+        segments.extend(text.split(" | ").enumerate().map(|(i, text)| {
+            let start = 5.0 + 3.0 * i as f64;
+            let role = if text.starts_with("AGENT ") {
+                Agent
+            } else {
+                Customer
+            };
+            segment(start, start + 2.5, role, text.trim_start_matches("AGENT "))
+        }));
+        segments
+    };
+    let calls = [
+        (
+            "dnc",
+            "Stop calling me, take me off your list, do not call me again.",
+        ),
+        (
+            "abuse",
+            "I have a question. | AGENT Oh shut up, you stupid idiot.",
+        ),
+        (
+            "card",
+            "four one one one, one one one one, one one one one, one one one one | \
+             AGENT Sorry, after the first four? | one one one one, one one one one, one one one \
+             one | AGENT And the expiry date? | twelve twenty eight",
+        ),
+    ];
+    for (id, text) in calls {
+        common::transcribed(
+            &**client,
+            callscript_testkit::downloaded_call(org, id, started),
+            said(text),
+        )
+        .await;
+    }
+    let report = lane(&db).run_batch().await.unwrap().unwrap();
+    assert_eq!((report.flagged, report.flags), (3, 3), "{report:?}");
+    let flags: Vec<(String, String, String)> = client
+        .query(
+            "SELECT c.external_id, f.rule_id, f.evidence_text
+             FROM core.qa_flags f JOIN core.calls c ON c.id = f.call_id ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    let flag = |call: &str, rule: &str, evidence: &str| {
+        (call.to_owned(), rule.to_owned(), evidence.to_owned())
+    };
+    assert_eq!(
+        flags,
+        [
+            flag(
+                "abuse",
+                "agent-abusive-language",
+                "shut up, you stupid idiot"
+            ),
+            flag("card", "payment-card-spoken", "[card ending 1111]"),
+            flag(
+                "dnc",
+                "do-not-call-request",
+                "Stop calling me, take me off your list, do not call me again"
+            ),
+        ]
+    );
+
+    // A second call with a card: the report counts flags (one per finding) and calls.
+    common::transcribed(
+        &**client,
+        callscript_testkit::downloaded_call(org, "card-2", started),
+        said("It's 5555 5555 5555 4444."),
+    )
+    .await;
+    lane(&db).run_batch().await.unwrap().unwrap();
+    let day = chrono::NaiveDate::from_ymd_opt(2026, 11, 5).unwrap();
+    let daily = report::daily(&**client, org, day, started).await.unwrap();
+    let counts: Vec<(&str, i64, i64, i64)> = daily
+        .flags_by_rule
+        .iter()
+        .map(|r| (r.rule_id.as_str(), r.flags, r.calls, r.open))
+        .collect();
+    assert_eq!(
+        counts,
+        [
+            ("payment-card-spoken", 2, 2, 2),
+            ("agent-abusive-language", 1, 1, 1),
+            ("do-not-call-request", 1, 1, 1),
+        ]
+    );
+    let text = daily.to_text();
+    assert!(
+        text.contains("flags by rule (one flag per finding):"),
+        "{text}"
+    );
+    assert!(text.contains("2 flags on 2 calls (2 open)"), "{text}");
+    assert!(text.contains("1 flag on 1 call (1 open)"), "{text}");
+    let json = serde_json::to_value(&daily).unwrap();
+    assert_eq!(json["flags_by_rule"][0]["flags"], 2);
+    assert_eq!(json["flags_by_rule"][0]["calls"], 2);
 }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use callscript_core::model::SpeakerRole;
 use callscript_core::orgs;
-use callscript_core::queue::{self, NewCall};
+use callscript_core::queue::{self, NewCall, Until};
 use callscript_core::transcripts::SegmentRecord;
 use callscript_judge::lane::{JudgeConfig, JudgeLane};
 use callscript_judge::lead::{assess, CallFacts};
@@ -134,7 +134,10 @@ async fn lane(calls: usize) {
     };
     let (_stop, stop) = tokio::sync::watch::channel(false);
     let t = Instant::now();
-    let report = lane.run(true, stop).await.unwrap();
+    let until = Until::Idle {
+        wait: Duration::ZERO,
+    };
+    let report = lane.run(until, stop).await.unwrap();
     let elapsed = t.elapsed().as_secs_f64();
     assert_eq!(report.judged, calls);
     println!(

@@ -23,7 +23,7 @@ use axum::Router;
 use callscript_core::credentials::{CredentialKey, Secret};
 use callscript_core::model::{Category, Severity, SpeakerRole};
 use callscript_core::orgs;
-use callscript_core::queue::{self, NewCall};
+use callscript_core::queue::{self, NewCall, Until};
 use callscript_core::transcripts::SegmentRecord;
 use callscript_judge::lane::{JudgeConfig, JudgeLane};
 use callscript_notify::channels::{self, Routing, Target};
@@ -175,7 +175,10 @@ async fn hot_lead_latency(calls: usize) {
     };
     let (_keep, stop) = watch::channel(false);
     let started = Instant::now();
-    let report = judge.run(true, stop).await.unwrap();
+    let until = Until::Idle {
+        wait: Duration::ZERO,
+    };
+    let report = judge.run(until, stop).await.unwrap();
     let judged_in = started.elapsed().as_secs_f64();
     let deadline = Instant::now() + Duration::from_secs(120);
     while arrivals.count() < report.hot && Instant::now() < deadline {

@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use callscript_core::credentials::CredentialKey;
 pub(crate) use callscript_core::dates::{parse_from, parse_to};
+use callscript_core::model::Lane;
 use callscript_ingest::livekit::{router, LiveKitIngest, WEBHOOK_PATH};
 use callscript_ingest::ringba::{AccountOutcome, PollConfig, RingbaLane};
 use callscript_ingest::vault::{VaultConfig, VaultLane};
@@ -20,6 +21,7 @@ use tokio::net::TcpListener;
 use crate::commands::{
     default_worker_id, migrated_pool, open_reachable_storage, org_id, stop_on_signal, Settings,
 };
+use crate::idle::IdleArgs;
 
 #[derive(Subcommand)]
 pub enum IngestCommand {
@@ -99,9 +101,8 @@ pub struct VaultArgs {
     /// Only this organization's calls.
     #[arg(long)]
     org: Option<String>,
-    /// Exit when no call is waiting for its recording (for cron and tests).
-    #[arg(long)]
-    until_idle: bool,
+    #[command(flatten)]
+    idle: IdleArgs,
     /// Recordings downloaded at once.
     #[arg(long, default_value_t = 16)]
     concurrency: i64,
@@ -305,6 +306,7 @@ fn print_outcomes(outcomes: &[AccountOutcome]) -> usize {
 }
 
 pub async fn vault(settings: &Settings, args: VaultArgs) -> Result<()> {
+    let until = args.idle.until()?;
     if args.concurrency < 1 {
         bail!("--concurrency must be at least 1");
     }
@@ -316,7 +318,7 @@ pub async fn vault(settings: &Settings, args: VaultArgs) -> Result<()> {
     store.prepare().await?;
     let timeout = Duration::from_secs(args.timeout_seconds.max(1));
     let lane = VaultLane {
-        pool,
+        pool: pool.clone(),
         database_url: url,
         store,
         http: callscript_ingest::http::client(timeout),
@@ -329,7 +331,7 @@ pub async fn vault(settings: &Settings, args: VaultArgs) -> Result<()> {
             ..VaultConfig::default()
         },
     };
-    let report = lane.run(args.until_idle, stop_on_signal()).await?;
+    let report = lane.run(until, stop_on_signal()).await?;
     println!(
         "vault: {} recordings stored ({:.1} MiB), {} skipped, {} to retry, {} dead-lettered, {} \
          lost to the rescuer",
@@ -340,5 +342,8 @@ pub async fn vault(settings: &Settings, args: VaultArgs) -> Result<()> {
         report.dead_lettered,
         report.lost
     );
+    if let Some(left) = args.idle.left_behind(&pool, Lane::Vault, org_id).await? {
+        println!("vault left: {left}");
+    }
     Ok(())
 }

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use callscript_core::credentials::Secret;
+use callscript_core::model::Lane;
 use callscript_core::orgs;
+use callscript_core::queue::Until;
 use callscript_judge::brain::{Brain, BrainConfig, Prices};
 use callscript_judge::lane::{JudgeConfig, JudgeLane};
 use callscript_judge::report;
@@ -16,6 +18,7 @@ use chrono::{NaiveDate, Utc};
 use clap::{Args, Subcommand};
 
 use crate::commands::{default_worker_id, migrated_pool, org_id, pool, stop_on_signal, Settings};
+use crate::idle::IdleArgs;
 use crate::notify::print_report;
 
 #[derive(Args)]
@@ -27,9 +30,8 @@ pub struct JudgeArgs {
     /// campaign's, else its organization's, else the compiled-in default).
     #[arg(long, env = "CALLSCRIPT_RULEBOOK")]
     rulebook: Option<PathBuf>,
-    /// Exit when no transcribed call is waiting.
-    #[arg(long)]
-    until_idle: bool,
+    #[command(flatten)]
+    idle: IdleArgs,
     /// Send every judged call (of --org) back to be judged again first: after a rulebook
     /// change. Machine flags are replaced; flags reviewers touched are kept.
     #[arg(long)]
@@ -271,6 +273,7 @@ pub async fn report(settings: &Settings, command: ReportCommand) -> Result<()> {
 }
 
 pub async fn judge(settings: &Settings, args: JudgeArgs) -> Result<()> {
+    let until = args.idle.until()?;
     let rulebook = args.rulebook.as_ref().map(read_rulebook).transpose()?;
     let brain = args.brain.brain()?;
     let (url, pool) = migrated_pool(settings, 4).await?;
@@ -310,7 +313,7 @@ pub async fn judge(settings: &Settings, args: JudgeArgs) -> Result<()> {
     let mut delivery = args.alongside.lane(&lane.database_url, &lane.pool)?;
     // Without --until-idle the delivery lane runs beside the judge until the signal; with it,
     // after the judge, until the alerts it queued are out (or wait for a retry).
-    let beside = if args.until_idle {
+    let beside = if until != Until::Stopped {
         None
     } else {
         delivery.take().map(|delivery| {
@@ -318,7 +321,7 @@ pub async fn judge(settings: &Settings, args: JudgeArgs) -> Result<()> {
             tokio::spawn(async move { delivery.run(false, stop).await })
         })
     };
-    let report = lane.run(args.until_idle, stop.clone()).await?;
+    let report = lane.run(until, stop.clone()).await?;
     println!(
         "judge: {} calls judged, {} flagged ({} flags), {} card numbers redacted, {} failed, {} \
          lost to the rescuer",
@@ -339,6 +342,13 @@ pub async fn judge(settings: &Settings, args: JudgeArgs) -> Result<()> {
             "brain: {} calls summarized by the LLM, {} left with the rule summary",
             report.brain_answers, report.brain_fallbacks
         );
+    }
+    if let Some(left) = args
+        .idle
+        .left_behind(&lane.pool, Lane::Judge, org_id)
+        .await?
+    {
+        println!("judge left: {left}");
     }
     if let Some(delivery) = delivery {
         print_report(&delivery.run(true, stop).await?);

@@ -4,6 +4,7 @@
 mod bench;
 mod commands;
 mod doctor;
+mod idle;
 mod ingest;
 mod judge;
 mod notify;

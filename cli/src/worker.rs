@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use callscript_core::maintenance::{self, MaintenanceConfig};
 use callscript_core::metrics::{self, Registry};
+use callscript_core::model::Lane;
 use callscript_core::orgs;
 use callscript_worker::batching::windows_per_batch;
 use callscript_worker::device;
@@ -22,6 +23,7 @@ use tokio::net::TcpListener;
 use crate::commands::{
     default_worker_id, migrated_pool, open_reachable_storage, stop_on_signal, Settings,
 };
+use crate::idle::IdleArgs;
 use crate::transcribe::{open_decoder, set_threads, LimitArgs, ModelArgs, SpeakerArgs};
 
 /// The most windows one forward pass takes: on the CPU more do not go faster (the cores are
@@ -74,9 +76,8 @@ pub struct WorkerArgs {
     /// Serve Prometheus metrics on this address (`0.0.0.0:9464`).
     #[arg(long, env = "CALLSCRIPT_METRICS_ADDR")]
     metrics_addr: Option<SocketAddr>,
-    /// Exit once no call is ready instead of waiting for more.
-    #[arg(long)]
-    until_idle: bool,
+    #[command(flatten)]
+    idle: IdleArgs,
     /// Seconds between rescuer passes run by this worker when pg_cron does not run them.
     #[arg(long, default_value_t = 30)]
     maintenance_seconds: u64,
@@ -84,7 +85,7 @@ pub struct WorkerArgs {
     limits: LimitArgs,
 }
 
-fn seconds(name: &str, value: f64) -> Result<Duration> {
+pub(crate) fn seconds(name: &str, value: f64) -> Result<Duration> {
     Duration::try_from_secs_f64(value).with_context(|| format!("{name}: {value} is not a duration"))
 }
 
@@ -117,7 +118,7 @@ pub async fn run(settings: &Settings, args: WorkerArgs) -> Result<()> {
             .unwrap_or_else(|| model_name(&args.model.model)),
         cost_per_hour: args.cost_per_hour,
         limits: args.limits.limits(),
-        until_idle: args.until_idle,
+        until: args.idle.until()?,
         gauges_every: args.metrics_addr.map(|_| Duration::from_secs(15)),
     };
     config.validate().map_err(anyhow::Error::msg)?;
@@ -214,8 +215,9 @@ pub async fn run(settings: &Settings, args: WorkerArgs) -> Result<()> {
             ""
         }
     );
+    let org_id = config.org_id;
     let lane = TranscribeLane {
-        pool,
+        pool: pool.clone(),
         database_url: url,
         store,
         device,
@@ -237,5 +239,12 @@ pub async fn run(settings: &Settings, args: WorkerArgs) -> Result<()> {
         report.released,
         report.lease_lost
     );
+    if let Some(left) = args
+        .idle
+        .left_behind(&pool, Lane::Transcribe, org_id)
+        .await?
+    {
+        eprintln!("worker left: {left}");
+    }
     Ok(())
 }

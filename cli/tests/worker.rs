@@ -6,7 +6,11 @@ use std::net::TcpStream;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use callscript_testkit::{create_org, insert_downloaded_calls, TestDatabase};
+use bytes::Bytes;
+use callscript_core::model::{CallState, Lane, Source};
+use callscript_core::queue::{self, ClaimRequest, NewCall};
+use callscript_core::storage::{LocalDirStore, ObjectStore};
+use callscript_testkit::{create_org, insert_downloaded_calls, wav_bytes, TestDatabase};
 use chrono::Utc;
 use common::{model, repo};
 
@@ -181,4 +185,162 @@ async fn a_running_worker_serves_metrics_and_exits_zero_on_sigterm() {
         stderr.contains("worker stopped: 0 calls transcribed"),
         "{stderr}"
     );
+}
+
+/// Stores `body` under `key` in `store` and queues a downloaded call for it.
+async fn downloaded(
+    client: &impl tokio_postgres::GenericClient,
+    store: &LocalDirStore,
+    org: uuid::Uuid,
+    name: &str,
+    body: Vec<u8>,
+) -> uuid::Uuid {
+    let key = format!("calls/{name}.wav");
+    let info = store
+        .put(&key, Bytes::from(body), "audio/wav")
+        .await
+        .unwrap();
+    let mut call = NewCall::new(org, Source::Upload, name, Utc::now());
+    call.state = CallState::Downloaded;
+    call.object_key = Some(key);
+    call.sha256 = info.sha256;
+    queue::enqueue(client, &call).await.unwrap().call_id
+}
+
+async fn state(db: &TestDatabase, id: uuid::Uuid) -> CallState {
+    queue::get_call(&**db.client().await, id)
+        .await
+        .unwrap()
+        .unwrap()
+        .state
+}
+
+/// A lease taken in `lane` by a worker that dies at once: it runs out in 2 s.
+async fn leased_by_a_dead_worker(db: &TestDatabase, lane: Lane) {
+    let claimed = queue::claim(
+        &**db.client().await,
+        &ClaimRequest {
+            lane,
+            worker: "dead",
+            batch_size: 1,
+            lease_for: Duration::from_secs(2),
+            org_id: None,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(claimed.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_crash_until_idle_runs_finish_what_is_finishable_silent_calls_included() {
+    let db = TestDatabase::new(2).await;
+    let client = db.client().await;
+    let org = create_org(&**client, "acme").await;
+    client
+        .batch_execute("UPDATE core.queue_settings SET backoff_base = '1 second'")
+        .await
+        .unwrap();
+    let objects = tempfile::tempdir().unwrap();
+    let storage = objects.path().display().to_string();
+    let store = LocalDirStore::new(objects.path());
+    store.prepare().await.unwrap();
+    let speech = std::fs::read(common::fixture("goforward.wav")).unwrap();
+    // Left by a crash: a call the rescuer put in backoff, and one still leased by the dead
+    // worker.
+    let rescued = downloaded(&**client, &store, org, "rescued", speech.clone()).await;
+    client
+        .execute(
+            "UPDATE core.calls SET attempts = 1, run_after = now() + interval '2 s',
+               last_error = 'lease held by crashed expired' WHERE id = $1",
+            &[&rescued],
+        )
+        .await
+        .unwrap();
+    let orphaned = downloaded(&**client, &store, org, "orphaned", speech).await;
+    leased_by_a_dead_worker(&db, Lane::Transcribe).await;
+    // 45 s in which nobody speaks, and bytes that are no recording at all.
+    let silent = downloaded(
+        &**client,
+        &store,
+        org,
+        "silent",
+        wav_bytes(8_000, 1, &vec![0; 8_000 * 45]),
+    )
+    .await;
+    let garbage = downloaded(&**client, &store, org, "garbage", vec![7; 4_000]).await;
+
+    let output = callscript(&db, &storage)
+        .args(["worker", "--model", &model(), "--no-diarize"])
+        .args(["--until-idle", "--idle-wait-seconds", "60"])
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&output);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("worker stopped: 3 calls transcribed"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(
+            "worker left: 1 call dead-lettered (`callscript queue requeue` brings it back)"
+        ),
+        "{stderr}"
+    );
+    for id in [rescued, orphaned, silent] {
+        assert_eq!(state(&db, id).await, CallState::Transcribed);
+    }
+    assert_eq!(state(&db, garbage).await, CallState::Failed);
+
+    // A judge died holding a call; another judge run finishes it with the rest, the silent
+    // call judged like any other.
+    leased_by_a_dead_worker(&db, Lane::Judge).await;
+    let output = callscript(&db, &storage)
+        .args(["judge", "--until-idle", "--idle-wait-seconds", "60"])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stdout.contains("judge: 3 calls judged"), "{stdout}");
+    assert!(stdout.contains("judge left: nothing"), "{stdout}");
+    for id in [rescued, orphaned, silent] {
+        assert_eq!(state(&db, id).await, CallState::Judged);
+    }
+    let silent_flags: Vec<String> = client
+        .query(
+            "SELECT rule_id FROM core.qa_flags WHERE call_id = $1 ORDER BY rule_id",
+            &[&silent],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert!(
+        silent_flags.contains(&"recording-disclosure-missing".to_owned()),
+        "{silent_flags:?}"
+    );
+}
+
+#[test]
+fn idle_wait_needs_until_idle_and_a_duration() {
+    let run = |args: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_callscript"))
+            .args(args)
+            .env_remove("DATABASE_URL")
+            .output()
+            .unwrap();
+        let (_, stderr) = text(&output);
+        (output.status.code(), stderr)
+    };
+    for lane in ["worker", "judge", "vault"] {
+        let (code, stderr) = run(&[lane, "--idle-wait-seconds", "5"]);
+        assert_eq!(code, Some(2), "{stderr}");
+        assert!(stderr.contains("--until-idle"), "{lane}: {stderr}");
+        let (code, stderr) = run(&[lane, "--help"]);
+        assert_eq!(code, Some(0), "{stderr}");
+    }
+    let (code, stderr) = run(&["judge", "--until-idle", "--idle-wait-seconds=-1"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("--idle-wait-seconds: -1"), "{stderr}");
 }

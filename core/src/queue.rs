@@ -26,8 +26,12 @@ use tokio::sync::mpsc;
 use tokio_postgres::{AsyncMessage, GenericClient, Row};
 use uuid::Uuid;
 
-use crate::db::{connect_one, DatabaseUrl, DbError};
+use crate::db::{connect_one, DatabaseUrl, DbError, Pool};
 use crate::model::{CallState, Lane, Source};
+
+mod idle;
+
+pub use idle::{left_behind, IdleWatch, LeftBehind, Until, DEFAULT_IDLE_WAIT};
 
 /// The channel `core.notify_queue()` notifies when a ready state gets work.
 pub const NOTIFY_CHANNEL: &str = "callscript_queue";
@@ -847,15 +851,28 @@ impl QueueListener {
     }
 }
 
+/// Where and how long a lane's loop claims.
+#[derive(Clone, Copy)]
+pub struct LaneLoop<'a> {
+    /// For LISTEN/NOTIFY; the loop polls when it cannot listen.
+    pub database_url: &'a DatabaseUrl,
+    /// For what [`IdleWatch`] asks when a batch finds nothing.
+    pub pool: &'a Pool,
+    pub lane: Lane,
+    /// The organization the lane claims for (`None`: all of them).
+    pub org_id: Option<Uuid>,
+    /// The longest wait for work when no notification comes.
+    pub poll_interval: Duration,
+    pub until: Until,
+}
+
 /// A lane's loop: runs `batch` (claim and work one batch; `None` when nothing was ready) and
 /// hands each result to `on_batch`, until `stop` turns true (after the batch in hand) or, with
-/// `until_idle`, until a batch finds nothing. Idle, it waits for the lane's ready state to get
-/// work (LISTEN, else a jittered poll every `poll_interval`).
+/// [`Until::Idle`], until nothing is ready and nothing falls due within the wait
+/// ([`IdleWatch`]). Idle, it waits for the lane's ready state to get work (LISTEN, else a
+/// jittered poll every `poll_interval`, sooner when a call falls due).
 pub async fn run_batches<R, F, Fut>(
-    database_url: &DatabaseUrl,
-    lane: Lane,
-    poll_interval: Duration,
-    until_idle: bool,
+    lane_loop: LaneLoop<'_>,
     mut stop: tokio::sync::watch::Receiver<bool>,
     mut batch: F,
     mut on_batch: impl FnMut(R),
@@ -864,17 +881,36 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<Option<R>, QueueError>>,
 {
+    let LaneLoop {
+        database_url,
+        pool,
+        lane,
+        org_id,
+        poll_interval,
+        until,
+    } = lane_loop;
     let mut listener = QueueListener::connect_or_poll(database_url).await;
+    let mut idle = match until {
+        Until::Stopped => None,
+        Until::Idle { wait } => Some(IdleWatch::new(lane, org_id, wait)),
+    };
     while !*stop.borrow() {
         if let Some(result) = batch().await? {
+            if let Some(idle) = &mut idle {
+                idle.busy();
+            }
             on_batch(result);
             continue;
         }
-        if until_idle {
-            break;
-        }
+        let pause = match &mut idle {
+            None => poll_interval,
+            Some(idle) => match idle.next_claim_in(&**pool.get().await?).await? {
+                Some(due_in) => due_in.min(poll_interval),
+                None => break,
+            },
+        };
         tokio::select! {
-            () = wait_for_work(&mut listener, lane, poll_interval) => {}
+            () = wait_for_work(&mut listener, lane, pause) => {}
             _ = stop.changed() => {}
         }
     }

@@ -7,7 +7,8 @@ use std::time::Duration;
 use callscript_core::maintenance;
 use callscript_core::model::{CallState, Lane};
 use callscript_core::queue::{
-    self, ClaimRequest, Claimed, Failed, QueueError, QueueListener, RequeueFilter, Retry, Wakeup,
+    self, ClaimRequest, Claimed, Failed, LaneLoop, QueueError, QueueListener, RequeueFilter, Retry,
+    Until, Wakeup,
 };
 use callscript_testkit::{create_org, downloaded_call, insert_downloaded_calls, TestDatabase};
 use chrono::{Duration as Age, Utc};
@@ -618,4 +619,167 @@ async fn skip_ends_the_call_with_its_reason_under_the_lease() {
         queue::skip(&**client, &claimed.lease, "again").await,
         Err(QueueError::LeaseLost { .. })
     ));
+}
+
+/// Runs an until-idle transcription loop of `wait` whose batches complete what they claim;
+/// returns the calls it finished and how long it ran.
+async fn drain(db: &TestDatabase, wait: Duration) -> (Vec<Uuid>, Duration) {
+    let (_keep, stop) = tokio::sync::watch::channel(false);
+    let started = std::time::Instant::now();
+    let mut finished = Vec::new();
+    queue::run_batches(
+        LaneLoop {
+            database_url: &db.url,
+            pool: &db.pool,
+            lane: Lane::Transcribe,
+            org_id: None,
+            poll_interval: Duration::from_secs(1),
+            until: Until::Idle { wait },
+        },
+        stop,
+        || async {
+            let client = db.pool.get().await?;
+            let claimed =
+                queue::claim(&**client, &request("drainer", 10, Duration::from_secs(60))).await?;
+            for call in &claimed {
+                queue::complete(&**client, &call.lease).await?;
+            }
+            Ok::<_, QueueError>(
+                (!claimed.is_empty()).then(|| claimed.iter().map(|c| c.call.id).collect()),
+            )
+        },
+        |ids: Vec<Uuid>| finished.extend(ids),
+    )
+    .await
+    .unwrap();
+    (finished, started.elapsed())
+}
+
+#[tokio::test]
+async fn until_idle_finishes_calls_in_backoff_and_behind_dead_leases_and_says_what_it_left() {
+    let db = TestDatabase::new(4).await;
+    let client = db.client().await;
+    let org = create_org(&**client, "acme").await;
+    client
+        .execute("UPDATE core.queue_settings SET backoff_base = '1 s'", &[])
+        .await
+        .unwrap();
+    // A call waiting out a 2 s backoff.
+    let retried = enqueue_now(&**client, org, "retried").await;
+    let lease = claim(&**client, "crashed", 1).await.remove(0).lease;
+    queue::fail(&**client, &lease, "store outage", Retry::WithBackoff)
+        .await
+        .unwrap();
+    client
+        .execute(
+            "UPDATE core.calls SET run_after = now() + interval '2 s' WHERE id = $1",
+            &[&retried],
+        )
+        .await
+        .unwrap();
+    // A call whose worker died holding a 2 s lease (the rescuer is not running).
+    let orphaned = enqueue_now(&**client, org, "orphaned").await;
+    queue::claim(&**client, &request("dead", 1, Duration::from_secs(2)))
+        .await
+        .unwrap();
+    // A call a live worker holds and keeps renewing: it is that worker's to finish.
+    let held = enqueue_now(&**client, org, "held").await;
+    let mut live = queue::claim(&**client, &request("live", 1, Duration::from_secs(1)))
+        .await
+        .unwrap();
+    let pool = db.pool.clone();
+    let heartbeat = tokio::spawn(async move {
+        let mut leases = vec![live.remove(0).lease];
+        loop {
+            let client = pool.get().await.unwrap();
+            queue::heartbeat(&**client, &mut leases, Duration::from_secs(1))
+                .await
+                .unwrap();
+            drop(client);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    // A dead letter.
+    enqueue_now(&**client, org, "undecodable").await;
+    let lease = claim(&**client, "worker", 1).await.remove(0).lease;
+    queue::fail(&**client, &lease, "not audio", Retry::Never)
+        .await
+        .unwrap();
+
+    let (finished, took) = drain(&db, Duration::from_secs(30)).await;
+    heartbeat.abort();
+    let finished: HashSet<Uuid> = finished.into_iter().collect();
+    assert_eq!(finished, HashSet::from([retried, orphaned]));
+    // It left when nothing more fell due, not at the end of its wait.
+    assert!(took < Duration::from_secs(15), "ran {took:?}");
+    assert_eq!(
+        state_of(&**client, held).await.state,
+        CallState::Transcribing
+    );
+
+    let left = queue::left_behind(&**client, Lane::Transcribe, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        (left.ready, left.in_backoff, left.leased, left.dead_lettered),
+        (0, 0, 1, 1),
+        "{left:?}"
+    );
+    let said = left.to_string();
+    assert!(
+        said.contains("1 call leased by other workers") && said.contains("1 call dead-lettered"),
+        "{said}"
+    );
+    // Another organization's calls are not this org's leftovers.
+    let other = create_org(&**client, "globex").await;
+    let mine = queue::left_behind(&**client, Lane::Transcribe, Some(other))
+        .await
+        .unwrap();
+    assert_eq!(mine.to_string(), "nothing");
+}
+
+#[tokio::test]
+async fn until_idle_does_not_wait_for_a_backoff_past_its_wait() {
+    let db = TestDatabase::new(2).await;
+    let client = db.client().await;
+    let org = create_org(&**client, "acme").await;
+    let soon = enqueue_now(&**client, org, "soon").await;
+    enqueue_now(&**client, org, "later").await;
+    for lease in claim(&**client, "worker", 2).await {
+        queue::fail(&**client, &lease.lease, "timeout", Retry::WithBackoff)
+            .await
+            .unwrap();
+    }
+    client
+        .execute(
+            "UPDATE core.calls SET run_after = now() + CASE WHEN id = $1 THEN interval '1 s'
+                                                            ELSE interval '1 hour' END",
+            &[&soon],
+        )
+        .await
+        .unwrap();
+
+    let (finished, took) = drain(&db, Duration::from_secs(3)).await;
+    assert_eq!(finished, [soon]);
+    assert!(took < Duration::from_secs(5), "ran {took:?}");
+    let left = queue::left_behind(&**client, Lane::Transcribe, None)
+        .await
+        .unwrap();
+    assert_eq!(left.in_backoff, 1, "{left:?}");
+    assert!(
+        left.to_string()
+            .starts_with("1 call in backoff past the wait (the first until 20"),
+        "{left}"
+    );
+
+    // A wait of zero is the first empty claim's exit.
+    client
+        .execute(
+            "UPDATE core.calls SET run_after = now() + interval '1 s'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (finished, _) = drain(&db, Duration::ZERO).await;
+    assert!(finished.is_empty());
 }

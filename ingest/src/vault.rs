@@ -20,7 +20,7 @@ use bytes::{Bytes, BytesMut};
 use callscript_core::db::{DatabaseUrl, Pool};
 use callscript_core::model::Lane;
 use callscript_core::queue::{
-    self, ClaimRequest, Claimed, Failed, QueueError, Retry, StoredObject,
+    self, ClaimRequest, Claimed, Failed, LaneLoop, QueueError, Retry, StoredObject, Until,
 };
 use callscript_core::storage::ObjectStore;
 use futures_util::StreamExt;
@@ -114,19 +114,23 @@ enum DownloadError {
 }
 
 impl VaultLane {
-    /// Runs until `stop` turns true (finishing the batch in hand), or with `until_idle`, until no
-    /// call is ready.
+    /// Runs until `stop` turns true (finishing the batch in hand), or with [`Until::Idle`], until
+    /// no call is ready or falls due within the wait (see `core::queue::IdleWatch`).
     pub async fn run(
         &self,
-        until_idle: bool,
+        until: Until,
         stop: watch::Receiver<bool>,
     ) -> Result<VaultReport, QueueError> {
         let mut report = VaultReport::default();
         queue::run_batches(
-            &self.database_url,
-            Lane::Vault,
-            self.config.poll_interval,
-            until_idle,
+            LaneLoop {
+                database_url: &self.database_url,
+                pool: &self.pool,
+                lane: Lane::Vault,
+                org_id: self.config.org_id,
+                poll_interval: self.config.poll_interval,
+                until,
+            },
             stop,
             || self.run_batch(),
             |batch| report.add(&batch),

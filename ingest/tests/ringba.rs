@@ -7,6 +7,7 @@ use std::time::Duration;
 use callscript_core::credentials::{self, CredentialKey, CredentialSpec, Secret};
 use callscript_core::cursors;
 use callscript_core::model::Source;
+use callscript_core::queue::Until;
 use callscript_core::storage::sha256_hex;
 use callscript_ingest::ringba::{
     backfill, poll, PollConfig, RetryPolicy, RingbaClient, RingbaError, RingbaLane,
@@ -401,7 +402,10 @@ async fn stored_credentials_drive_the_lane_and_the_vault_stores_the_recordings()
         },
     };
     let (_stop_tx, stop) = tokio::sync::watch::channel(false);
-    let report = vault.run(true, stop).await.unwrap();
+    let until = Until::Idle {
+        wait: Duration::ZERO,
+    };
+    let report = vault.run(until, stop).await.unwrap();
     assert_eq!(
         (report.stored, report.skipped, report.dead_lettered),
         (1, 1, 1),

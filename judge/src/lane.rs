@@ -24,7 +24,9 @@ use std::time::Duration;
 
 use callscript_core::db::{DatabaseUrl, DbError, Pool};
 use callscript_core::model::Lane;
-use callscript_core::queue::{self, ClaimRequest, Claimed, Failed, Lease, QueueError, Retry};
+use callscript_core::queue::{
+    self, ClaimRequest, Claimed, Failed, LaneLoop, Lease, QueueError, Retry, Until,
+};
 use callscript_core::transcripts::{self, TranscriptRecord};
 use callscript_core::usage;
 use chrono_tz::Tz;
@@ -153,19 +155,23 @@ impl Judgement {
 }
 
 impl JudgeLane {
-    /// Runs until `stop` turns true (after the batch in hand), or with `until_idle`, until no
-    /// call is ready.
+    /// Runs until `stop` turns true (after the batch in hand), or with [`Until::Idle`], until no
+    /// call is ready or falls due within the wait (see `core::queue::IdleWatch`).
     pub async fn run(
         &self,
-        until_idle: bool,
+        until: Until,
         stop: watch::Receiver<bool>,
     ) -> Result<JudgeReport, QueueError> {
         let mut report = JudgeReport::default();
         queue::run_batches(
-            &self.database_url,
-            Lane::Judge,
-            self.config.poll_interval,
-            until_idle,
+            LaneLoop {
+                database_url: &self.database_url,
+                pool: &self.pool,
+                lane: Lane::Judge,
+                org_id: self.config.org_id,
+                poll_interval: self.config.poll_interval,
+                until,
+            },
             stop,
             || self.run_batch(),
             |batch| report.add(&batch),

@@ -18,9 +18,11 @@
 //! their readers mark.
 //!
 //! Every way a file can be unusable has its own [`AudioError`] variant, because the caller acts
-//! differently on each: an over-limit or silent file is skipped for good, a truncated upload may
-//! be fetched again. Limits are enforced before the expensive work: the byte size before probing,
-//! the duration the container states before decoding, and the running duration while decoding.
+//! differently on each: an over-limit file is refused for good, a truncated upload may be fetched
+//! again. Silence is not among them: a recording without speech is a call all the same, which
+//! decodes and transcribes to no segments ([`is_silent`]). Limits are enforced before the
+//! expensive work: the byte size before probing, the duration the container states before
+//! decoding, and the running duration while decoding.
 //! No input makes [`decode`] panic.
 
 mod mp4;
@@ -48,6 +50,14 @@ pub const TARGET_SAMPLE_RATE: u32 = 16_000;
 
 /// Below this peak level (−80 dBFS) a recording holds no speech, only dither or line noise.
 pub const SILENCE_PEAK_THRESHOLD: f32 = 1e-4;
+
+/// Whether a channel is silent: no sample reaches [`SILENCE_PEAK_THRESHOLD`], so there is nothing
+/// for the model to hear (and nothing it should be asked to invent words for).
+pub fn is_silent(samples: &[f32]) -> bool {
+    samples
+        .iter()
+        .all(|sample| sample.abs() < SILENCE_PEAK_THRESHOLD)
+}
 
 /// How much shorter than the container's stated length a stream may decode before it counts as
 /// truncated: encoders' padding and priming make lossy frame counts differ slightly.
@@ -139,11 +149,6 @@ pub enum AudioError {
     },
     #[error("audio track contains no samples")]
     NoSamples,
-    #[error(
-        "audio is silent (peak level {peak:.1e} below {SILENCE_PEAK_THRESHOLD:.0e} on every \
-         channel): nothing to transcribe"
-    )]
-    Silent { peak: f32 },
 }
 
 fn describe_position(position_seconds: Option<f64>) -> String {
@@ -412,7 +417,7 @@ fn decode_with_symphonia(
     finish(sink, decoded_seconds)
 }
 
-/// What every path ends with: the resampler flushed, and a recording with something in it.
+/// What every path ends with: the resampler flushed, and a recording with samples in it.
 fn finish(sink: Option<ChannelSink>, duration_seconds: f64) -> Result<DecodedAudio, AudioError> {
     let Some(sink) = sink else {
         return Err(AudioError::NoSamples);
@@ -422,15 +427,6 @@ fn finish(sink: Option<ChannelSink>, duration_seconds: f64) -> Result<DecodedAud
     if channels.first().is_none_or(Vec::is_empty) {
         return Err(AudioError::NoSamples);
     }
-
-    let peak = channels
-        .iter()
-        .flatten()
-        .fold(0.0_f32, |peak, sample| peak.max(sample.abs()));
-    if peak < SILENCE_PEAK_THRESHOLD {
-        return Err(AudioError::Silent { peak });
-    }
-
     Ok(DecodedAudio {
         source_sample_rate,
         channels,

@@ -32,7 +32,7 @@ use callscript_core::db::{DatabaseUrl, Pool};
 use callscript_core::metrics::{Counter, Gauge, Registry};
 use callscript_core::model::{CallState, Lane};
 use callscript_core::queue::{
-    self, ClaimRequest, Claimed, Failed, QueueError, QueueListener, Retry,
+    self, ClaimRequest, Claimed, Failed, IdleWatch, QueueError, QueueListener, Retry, Until,
 };
 use callscript_core::storage::ObjectStore;
 use callscript_core::usage::UsageRecord;
@@ -69,8 +69,9 @@ pub struct LaneConfig {
     /// USD per hour of this worker, for `core.usage.cost_usd`.
     pub cost_per_hour: f64,
     pub limits: AudioLimits,
-    /// Stop once no call is ready (draining a queue, benchmarks) instead of waiting for more.
-    pub until_idle: bool,
+    /// Wait for more calls until stopped, or exit once idle (draining a queue, a cron or
+    /// serverless run, benchmarks): see `core::queue::IdleWatch`.
+    pub until: Until,
     /// Refresh queue-depth and device-memory gauges this often (`None`: never).
     pub gauges_every: Option<Duration>,
 }
@@ -88,7 +89,7 @@ impl Default for LaneConfig {
             model_name: "whisper".into(),
             cost_per_hour: 0.0,
             limits: AudioLimits::default(),
-            until_idle: false,
+            until: Until::Stopped,
             gauges_every: None,
         }
     }
@@ -274,7 +275,7 @@ pub struct TranscribeLane {
 
 impl TranscribeLane {
     /// Runs until `shutdown` completes (then stops cleanly, see the module docs) or, with
-    /// `until_idle`, until no call is ready.
+    /// [`Until::Idle`], until no call is ready or falls due within the wait.
     pub async fn run(
         self,
         transcriber: Transcriber,
@@ -378,8 +379,8 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|stop| *stop).await;
 }
 
-/// Claims, fetches and decodes batches until stopped (or, with `until_idle`, the queue is
-/// empty), one ahead of the model.
+/// Claims, fetches and decodes batches until stopped (or, with [`Until::Idle`], until nothing
+/// is ready or falls due within the wait), one ahead of the model.
 async fn fetch_loop(
     shared: Arc<Shared>,
     mut listener: Option<QueueListener>,
@@ -387,6 +388,10 @@ async fn fetch_loop(
     mut stop: watch::Receiver<bool>,
 ) {
     let config = &shared.config;
+    let mut idle = match config.until {
+        Until::Stopped => None,
+        Until::Idle { wait } => Some(IdleWatch::new(Lane::Transcribe, config.org_id, wait)),
+    };
     loop {
         if *stop.borrow() {
             return;
@@ -411,14 +416,25 @@ async fn fetch_loop(
             }
         };
         if claimed.is_empty() {
-            if config.until_idle {
-                return;
-            }
             drop(permit);
+            let pause = match &mut idle {
+                None => config.poll_interval,
+                Some(idle) => match next_claim_in(&shared, idle).await {
+                    Ok(Some(due_in)) => due_in.min(config.poll_interval),
+                    Ok(None) => return,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot tell when calls fall due; polling");
+                        config.poll_interval
+                    }
+                },
+            };
             tokio::select! {
-                () = queue::wait_for_work(&mut listener, Lane::Transcribe, config.poll_interval) => continue,
+                () = queue::wait_for_work(&mut listener, Lane::Transcribe, pause) => continue,
                 () = stopped(&mut stop) => return,
             }
+        }
+        if let Some(idle) = &mut idle {
+            idle.busy();
         }
         tracing::debug!(calls = claimed.len(), "claimed a batch");
         let mut ready = Vec::new();
@@ -456,6 +472,13 @@ async fn claim(shared: &Shared) -> Result<Vec<Claimed>, QueueError> {
         shared.held.insert(call.lease.clone());
     }
     Ok(claimed)
+}
+
+async fn next_claim_in(
+    shared: &Shared,
+    idle: &mut IdleWatch,
+) -> Result<Option<Duration>, QueueError> {
+    idle.next_claim_in(&**shared.pool.get().await?).await
 }
 
 /// Records a call's failure under its lease and lets the lease go.

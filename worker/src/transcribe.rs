@@ -10,10 +10,12 @@
 //! Every chunk is a job with a read position (`seek`). Each round takes up to `batch_size` jobs,
 //! cuts a 30 s log-mel window at each one's position, decodes them together and advances each
 //! job by what its window consumed (to its last closing timestamp, or the whole window). A
-//! window that is silence by the no-speech rule gives no segment. Jobs are taken in order, so a
+//! window that is silence by the no-speech rule gives no segment, and a silent channel
+//! ([`crate::audio::is_silent`]) no job: a recording without speech transcribes to no segments. Jobs are taken in order, so a
 //! recording's chunks finish together and its memory can go; log-mel features are computed when
 //! a job is first scheduled.
 
+use crate::audio;
 use crate::crosstalk;
 use crate::decode::{DecodeError, Decoder, Window};
 use crate::diarize::{self, DiarizeOptions};
@@ -264,7 +266,11 @@ impl Transcriber {
         let mut jobs = Vec::new();
         for ((r, recording), speech) in recordings.iter().enumerate().zip(speech) {
             for ((c, samples), regions) in recording.channels.iter().enumerate().zip(speech) {
-                if crosstalk::duplicate_of(&recording.channels, c).is_some() {
+                // A silent channel has nothing to hear: without VAD, the model would be asked
+                // about every window of it anyway.
+                if crosstalk::duplicate_of(&recording.channels, c).is_some()
+                    || audio::is_silent(samples)
+                {
                     continue;
                 }
                 let spans: Vec<(usize, usize)> = match regions {
@@ -272,7 +278,6 @@ impl Transcriber {
                         .into_iter()
                         .map(|chunk| (chunk.start, chunk.end))
                         .collect(),
-                    None if samples.is_empty() => Vec::new(),
                     None => vec![(0, samples.len())],
                 };
                 for (start, end) in spans {

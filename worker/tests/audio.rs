@@ -12,7 +12,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use callscript_testkit::wav_bytes;
-use callscript_worker::audio::{decode, AudioError, AudioLimits, DecodedAudio, TARGET_SAMPLE_RATE};
+use callscript_worker::audio::{
+    decode, is_silent, AudioError, AudioLimits, DecodedAudio, TARGET_SAMPLE_RATE,
+};
 use common::{audio_fixture, ffmpeg, ffmpeg_decode_16k_mono, read};
 
 mod common;
@@ -384,23 +386,28 @@ fn corrupt_data_in_the_middle_is_reported_with_its_position() {
 }
 
 #[test]
-fn silence_is_its_own_error() {
+fn silence_decodes_as_silence() {
+    // A call nobody spoke in is a call: its audio decodes, and only the transcriber finds that
+    // there is nothing in it.
     let silence = wav_bytes(16_000, 2, &vec![0; 32_000]);
-    let error = decode(&silence, Some("wav"), &AudioLimits::default()).unwrap_err();
-    assert!(matches!(error, AudioError::Silent { .. }), "{error:?}");
-    assert!(error.to_string().contains("silent"), "{error}");
+    let audio = decode(&silence, Some("wav"), &AudioLimits::default()).unwrap();
+    assert_eq!((audio.channels.len(), audio.frames()), (2, 16_000));
+    assert!((audio.duration_seconds - 1.0).abs() < 1e-9, "{audio:?}");
+    assert!(audio.channels.iter().all(|channel| is_silent(channel)));
 
     // One least-significant bit of dither (3e-5) is still silence.
     let dither: Vec<i16> = (0..32_000)
         .map(|n| if n % 2 == 0 { 1 } else { -1 })
         .collect();
-    let error = decode(
+    let audio = decode(
         &wav_bytes(44_100, 1, &dither),
         Some("wav"),
         &AudioLimits::default(),
     )
-    .unwrap_err();
-    assert!(matches!(error, AudioError::Silent { .. }), "{error:?}");
+    .unwrap();
+    assert!(is_silent(&audio.channels[0]));
+    // The quietest speech a call carries (−60 dBFS) is not.
+    assert!(!is_silent(&[0.0, 1e-3, 0.0]));
 }
 
 #[test]
@@ -824,13 +831,14 @@ fn ogg_opus_over_the_duration_limit_is_rejected_from_its_last_page() {
 }
 
 #[test]
-fn silent_ogg_opus_is_silent() {
+fn silent_ogg_opus_decodes_as_silence() {
     let dir = tempfile::tempdir().unwrap();
     let silence = dir.path().join("silence.wav");
     std::fs::write(&silence, wav_bytes(16_000, 2, &vec![0; 64_000])).unwrap();
     let bytes = ffmpeg_bytes(dir.path(), &silence, &["-c:a", "libopus"], "silence.ogg");
-    let error = decode(&bytes, Some("ogg"), &AudioLimits::default()).unwrap_err();
-    assert!(matches!(error, AudioError::Silent { .. }), "{error:?}");
+    let audio = decode(&bytes, Some("ogg"), &AudioLimits::default()).unwrap();
+    assert!((audio.duration_seconds - 2.0).abs() < 0.01, "{audio:?}");
+    assert!(audio.channels.iter().all(|channel| is_silent(channel)));
 }
 
 /// The offset of the top-level `moov` box of an MP4 file.

@@ -8,11 +8,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use callscript_core::metrics::Registry;
 use callscript_core::model::{CallState, Source, SpeakerRole};
-use callscript_core::queue::{self, NewCall};
+use callscript_core::queue::{self, NewCall, Until};
 use callscript_core::storage::ObjectStore;
 use callscript_core::transcripts;
 use callscript_testkit::s3::TestS3Server;
-use callscript_testkit::{create_org, TestDatabase};
+use callscript_testkit::{create_org, wav_bytes, TestDatabase};
 use callscript_worker::device::Device;
 use callscript_worker::diarize::DiarizeOptions;
 use callscript_worker::lane::{LaneConfig, LaneReport, TranscribeLane};
@@ -129,7 +129,9 @@ fn config() -> LaneConfig {
         grace: Duration::from_secs(30),
         model_name: "whisper-tiny.en".into(),
         cost_per_hour: 3.6,
-        until_idle: true,
+        until: Until::Idle {
+            wait: Duration::ZERO,
+        },
         ..LaneConfig::default()
     }
 }
@@ -273,6 +275,43 @@ async fn a_batch_is_stored_with_its_usage_and_bad_calls_fail_alone() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_recording_is_a_finished_call_with_an_empty_transcript() {
+    let s = setup().await;
+    // 45 s of telephone-rate stereo in which nobody says anything.
+    let silence = wav_bytes(8_000, 2, &vec![0; 8_000 * 2 * 45]);
+    let silent = s.call("silent", "c/silent.wav", Some(silence), 1).await;
+    let diarizer = Diarizer {
+        encoder: SpeakerEncoder::open(&repo_path("models/resemblyzer/pretrained.pt")).unwrap(),
+        options: DiarizeOptions::default(),
+        roles: RoleOptions::default(),
+    };
+    let transcriber = tiny_en_transcriber(TranscribeOptions::default()).with_diarizer(diarizer);
+    let report = s
+        .lane(config())
+        .run(transcriber, std::future::pending())
+        .await
+        .unwrap();
+    assert_eq!(
+        (report.transcribed, report.failed, report.dead_lettered),
+        (1, 0, 0),
+        "{report:?}"
+    );
+    assert!((report.audio_seconds - 45.0).abs() < 1e-6, "{report:?}");
+
+    // On to the judge like any call: its length is known, its transcript has no words.
+    let call = s.call_state(silent).await;
+    assert_eq!(call.state, CallState::Transcribed);
+    assert_eq!((call.duration_ms, call.channels), (Some(45_000), Some(2)));
+    assert_eq!(call.last_error, None);
+    let stored = transcripts::load(&**s.db.client().await, silent)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((stored.text.as_str(), stored.word_count), ("", 0));
+    assert!(stored.segments.is_empty(), "{:?}", stored.segments);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stop_finishes_the_batch_and_releases_every_other_lease() {
     let s = setup().await;
     let audio = wav_fixture("goforward.wav");
@@ -306,7 +345,7 @@ async fn a_stop_finishes_the_batch_and_releases_every_other_lease() {
     });
     let report = s
         .lane(LaneConfig {
-            until_idle: false,
+            until: Until::Stopped,
             ..config()
         })
         .run(

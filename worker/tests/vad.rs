@@ -11,11 +11,9 @@
 use std::path::Path;
 use std::time::Instant;
 
-use callscript_worker::audio::{decode, AudioError, AudioLimits};
+use callscript_worker::audio::{decode, AudioLimits};
 use callscript_worker::vad::{chunks, speech_regions, SpeechRegion, VadOptions, CHUNK_SAMPLES};
-use common::{
-    audio_fixture, ffmpeg, ffmpeg_decode_16k_mono, goforward_samples, read, repo_path, Rng,
-};
+use common::{audio_fixture, ffmpeg, goforward_samples, read, repo_path, Rng};
 
 mod common;
 
@@ -391,7 +389,7 @@ const CODINGS: [Coding; 7] = [
 
 impl Coding {
     /// `input` coded, with `pre` (e.g. a channel pick) filtered in before the coding's filter;
-    /// decoded back (`decode`; ffmpeg where `decode` refuses it as silent).
+    /// decoded back by `decode`.
     fn apply(&self, dir: &Path, input: &[&str], pre: Option<&str>, name: &str) -> Vec<Vec<f32>> {
         let filter: Vec<&str> = pre.into_iter().chain(self.filter).collect();
         let filter = filter.join(",");
@@ -404,7 +402,6 @@ impl Coding {
         let path = ffmpeg(dir, input, &args, &output_name);
         match decode(&read(&path), Some(self.extension), &AudioLimits::default()) {
             Ok(audio) => audio.channels,
-            Err(AudioError::Silent { .. }) => vec![ffmpeg_decode_16k_mono(&path)],
             Err(e) => panic!("{}: {output_name}: {e}", self.name),
         }
     }

@@ -13,13 +13,13 @@
 //! int8, one file after another, as its runner does) in the same run: the anchor of the ratio.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use bytes::Bytes;
 use callscript_core::metrics::Registry;
 use callscript_core::model::{CallState, Source};
-use callscript_core::queue::{self, NewCall};
+use callscript_core::queue::{self, NewCall, Until};
 use callscript_core::storage::{LocalDirStore, ObjectStore};
 use callscript_core::{migrate, orgs, transcripts};
 use callscript_worker::lane::{LaneConfig, TranscribeLane};
@@ -117,7 +117,10 @@ pub async fn run(settings: &Settings, args: WorkerBenchArgs) -> Result<()> {
                 batch_calls: args.batch_calls,
                 org_id: Some(org.id),
                 model_name: model.clone(),
-                until_idle: true,
+                // The throughput of what is queued: nothing falls due later.
+                until: Until::Idle {
+                    wait: Duration::ZERO,
+                },
                 ..LaneConfig::default()
             },
             metrics: Registry::new(),

@@ -114,8 +114,7 @@ pub fn ffmpeg(
     output
 }
 
-/// `input` decoded by ffmpeg to 16 kHz mono `f32`: a reference for where samples belong, and a
-/// decoder for what `decode` refuses as silent.
+/// `input` decoded by ffmpeg to 16 kHz mono `f32`: a reference for where samples belong.
 pub fn ffmpeg_decode_16k_mono(input: &Path) -> Vec<f32> {
     let result = Command::new("ffmpeg")
         .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-i"])

@@ -110,10 +110,11 @@ impl ModelArgs {
 /// Who is who in a call (shared by `transcribe --diarize` and `worker`).
 #[derive(Args)]
 pub struct SpeakerArgs {
-    /// Stereo recordings: the agent's channel (1 or 2; the campaign's channel map). Without it
-    /// the agent is whoever says the greeting or disclosure.
-    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
-    pub agent_channel: Option<u16>,
+    /// Stereo recordings: the agent's channel, counted from 0 as everywhere (the transcript's
+    /// channels, a campaign's channel map {"0": "agent"}): 0 is the first (left) channel, 1 the
+    /// second. Without it the agent is whoever says the greeting or disclosure.
+    #[arg(long)]
+    pub agent_channel: Option<usize>,
     /// A file of the campaign's agent script, one line per phrase; the speaker who says its
     /// lines is the agent.
     #[arg(long)]
@@ -146,7 +147,7 @@ impl SpeakerArgs {
             encoder,
             options: DiarizeOptions::default(),
             roles: RoleOptions {
-                agent_channel: self.agent_channel.map(|c| usize::from(c) - 1),
+                agent_channel: self.agent_channel,
                 script,
             },
         })

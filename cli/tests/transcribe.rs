@@ -77,11 +77,11 @@ fn stereo_is_per_channel_and_a_bad_file_does_not_stop_the_rest() {
     let stereo =
         std::fs::read_to_string(out.join("faster_whisper_stereo_diarization.wav.srt")).unwrap();
     assert!(
-        stereo.contains("[ch 1] He began a confused complaint"),
+        stereo.contains("[ch 0] He began a confused complaint"),
         "{stereo}"
     );
     assert!(
-        stereo.contains("[ch 2] The horizon seems extremely distant."),
+        stereo.contains("[ch 1] The horizon seems extremely distant."),
         "{stereo}"
     );
     let mono = std::fs::read_to_string(out.join("goforward.wav.srt")).unwrap();
@@ -129,11 +129,35 @@ fn diarized_stereo_labels_each_party_and_writes_rttm() {
         text.contains("[SPEAKER_01 customer] The horizon seems extremely distant."),
         "{text}"
     );
-    // …unless the channel map says otherwise.
-    let mapped = [&args[..], &["--agent-channel", "2", stereo.as_str()]].concat();
+    // …unless the channel map says otherwise: channels count from 0, as in the JSON.
+    let mapped = [&args[..], &["--agent-channel", "1", stereo.as_str()]].concat();
     let (code, text, _) = transcribe(&mapped);
     assert_eq!(code, 0);
     assert!(text.contains("[SPEAKER_01 agent] The horizon"), "{text}");
+    let (code, json, _) = transcribe(&[&mapped[..], &["--format", "json"]].concat());
+    assert_eq!(code, 0);
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let agent = json["roles"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .find(|(_, role)| *role == "agent")
+        .map(|(speaker, _)| speaker.as_str())
+        .unwrap();
+    let agent_channel = json["channels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["segments"][0]["speaker"] == agent)
+        .map(|c| c["channel"].clone());
+    assert_eq!(agent_channel, Some(serde_json::json!(1)), "{json}");
+    let (code, help, _) = transcribe(&["--help"]);
+    assert_eq!(code, 0);
+    let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        help.contains("the agent's channel, counted from 0") && !help.contains("1 or 2"),
+        "{help}"
+    );
 
     let (code, rttm, _) = transcribe(&[&args[..], &["--format", "rttm", stereo.as_str()]].concat());
     assert_eq!(code, 0);

@@ -3,8 +3,10 @@
 //! Call recordings are usually stereo with one party of the call on each channel, and each
 //! channel is transcribed on its own: keeping the channels apart in the result keeps who said
 //! what, which a downmix would lose. The renderings then interleave the channels in time order
-//! (a conversation reads top to bottom) and label each line, cue or voice with its channel,
-//! numbered from 1 for people; a mono transcript renders without labels.
+//! (a conversation reads top to bottom) and label each line, cue or voice with its channel; a
+//! mono transcript renders without labels. Channels count from 0 everywhere, as the stored
+//! segments, the JSON, a campaign's channel map and `--agent-channel` count them (0 is the first,
+//! left, channel), so a label means the same channel wherever it is read.
 //!
 //! Subtitle times are rounded to whole milliseconds. Rounding is monotonic, so a cue never ends
 //! before it starts; beyond that every cue is made at least 1 ms long, because WebVTT requires a
@@ -47,7 +49,7 @@ pub struct Segment {
 /// The transcription of one channel of a recording.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChannelTranscript {
-    /// The channel's index in the recording, from 0 (rendered as `channel + 1`).
+    /// The channel's index in the recording, from 0 (rendered as it is).
     pub channel: usize,
     /// The language code (`en`) the channel was transcribed in.
     pub language: String,
@@ -113,7 +115,7 @@ impl Transcript {
                 Some(Role::Customer) => format!("{speaker} customer"),
                 None => speaker.clone(),
             }),
-            None if self.labelled() => Some(format!("ch {}", line.channel + 1)),
+            None if self.labelled() => Some(format!("ch {}", line.channel)),
             None => None,
         }
     }
@@ -263,7 +265,7 @@ fn render_vtt(transcript: &Transcript) -> String {
         ));
         match (&line.segment.speaker, transcript.labelled()) {
             (Some(speaker), _) => out.push_str(&format!("<v {}>", escape_vtt(speaker))),
-            (None, true) => out.push_str(&format!("<v Channel {}>", line.channel + 1)),
+            (None, true) => out.push_str(&format!("<v Channel {}>", line.channel)),
             (None, false) => {}
         }
         out.push_str(&escape_vtt(&line.text));
@@ -285,7 +287,7 @@ fn render_rttm(transcript: &Transcript) -> String {
                 .segment
                 .speaker
                 .clone()
-                .unwrap_or_else(|| format!("ch{}", line.channel + 1)),
+                .unwrap_or_else(|| format!("ch{}", line.channel)),
         })
         .collect();
     let id = std::path::Path::new(&transcript.source)
@@ -410,10 +412,10 @@ mod tests {
     fn text_stereo_interleaves_channels_with_labels() {
         assert_eq!(
             render(&stereo(), OutputFormat::Text),
-            "[ch 1] Thanks for calling.\n\
-             [ch 2] Hi, I need help.\n\
-             [ch 1] Sure, one moment.\n\
-             [ch 2] Okay.\n"
+            "[ch 0] Thanks for calling.\n\
+             [ch 1] Hi, I need help.\n\
+             [ch 0] Sure, one moment.\n\
+             [ch 1] Okay.\n"
         );
     }
 
@@ -437,19 +439,19 @@ mod tests {
             render(&stereo(), OutputFormat::Srt),
             "1\n\
              00:00:00,000 --> 00:00:02,000\n\
-             [ch 1] Thanks for calling.\n\
+             [ch 0] Thanks for calling.\n\
              \n\
              2\n\
              00:00:02,200 --> 00:00:04,000\n\
-             [ch 2] Hi, I need help.\n\
+             [ch 1] Hi, I need help.\n\
              \n\
              3\n\
              00:00:04,500 --> 00:00:06,000\n\
-             [ch 1] Sure, one moment.\n\
+             [ch 0] Sure, one moment.\n\
              \n\
              4\n\
              00:00:06,500 --> 00:00:08,123\n\
-             [ch 2] Okay.\n"
+             [ch 1] Okay.\n"
         );
     }
 
@@ -474,16 +476,16 @@ mod tests {
             "WEBVTT\n\
              \n\
              00:00:00.000 --> 00:00:02.000\n\
-             <v Channel 1>Thanks for calling.\n\
+             <v Channel 0>Thanks for calling.\n\
              \n\
              00:00:02.200 --> 00:00:04.000\n\
-             <v Channel 2>Hi, I need help.\n\
+             <v Channel 1>Hi, I need help.\n\
              \n\
              00:00:04.500 --> 00:00:06.000\n\
-             <v Channel 1>Sure, one moment.\n\
+             <v Channel 0>Sure, one moment.\n\
              \n\
              00:00:06.500 --> 00:00:08.123\n\
-             <v Channel 2>Okay.\n"
+             <v Channel 1>Okay.\n"
         );
     }
 
@@ -580,7 +582,7 @@ mod tests {
         ]);
         assert_eq!(
             render(&t, OutputFormat::Text),
-            "[ch 1] left\n[ch 2] right\n"
+            "[ch 0] left\n[ch 1] right\n"
         );
     }
 

@@ -3,8 +3,9 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use callscript_core::storage::{self, sha256_hex, S3Settings, StorageError};
+use callscript_core::storage::{self, sha256_hex, S3Settings, Spool, StorageError};
 use callscript_testkit::s3::TestS3Server;
+use futures_util::TryStreamExt;
 
 #[tokio::test]
 async fn round_trip_head_presign_and_missing_objects() {
@@ -77,4 +78,51 @@ async fn wrong_credentials_fail_with_a_clear_error() {
         missing.to_string().contains("AWS_ACCESS_KEY_ID"),
         "{missing}"
     );
+}
+
+#[tokio::test]
+async fn spooled_puts_and_ranged_streams() {
+    let server = TestS3Server::start().await;
+    let store = server.store().await;
+    let body: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    let parts: Vec<Result<Bytes, String>> = body
+        .chunks(64 * 1024)
+        .map(|c| Ok(Bytes::copy_from_slice(c)))
+        .collect();
+    let spool = Spool::write(&mut futures_util::stream::iter(parts), 4 << 20)
+        .await
+        .unwrap();
+    let info = store
+        .put_spooled("orgs/a/upload/long.wav", &spool, "audio/wav")
+        .await
+        .unwrap();
+    assert_eq!(info.size, 3_000_000);
+    assert_eq!(info.sha256.as_deref(), Some(sha256_hex(&body).as_str()));
+    assert_eq!(
+        store.head("orgs/a/upload/long.wav").await.unwrap(),
+        Some(info)
+    );
+    let streamed = |range| {
+        let store = store.clone();
+        async move {
+            let chunks: Vec<Bytes> = store
+                .get_stream("orgs/a/upload/long.wav", range)
+                .await
+                .unwrap()
+                .try_collect()
+                .await
+                .unwrap();
+            chunks.concat()
+        }
+    };
+    assert_eq!(streamed(None).await, body);
+    assert_eq!(
+        streamed(Some(2_500_000..=2_999_999)).await,
+        &body[2_500_000..]
+    );
+    assert_eq!(streamed(Some(0..=3)).await, &body[..4]);
+    assert!(matches!(
+        store.get_stream("orgs/a/upload/missing.wav", None).await,
+        Err(StorageError::NotFound { .. })
+    ));
 }

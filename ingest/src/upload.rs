@@ -10,7 +10,7 @@ use std::path::Path;
 use bytes::Bytes;
 use callscript_core::model::{CallState, Source};
 use callscript_core::queue::{self, NewCall, QueueError};
-use callscript_core::storage::{sha256_hex, ObjectStore, StorageError};
+use callscript_core::storage::{sha256_hex, ObjectInfo, ObjectStore, Spool, StorageError};
 use chrono::{DateTime, Utc};
 use tokio_postgres::GenericClient;
 use uuid::Uuid;
@@ -161,7 +161,7 @@ pub async fn enqueue_file(
     .await
 }
 
-/// Stores one recording held in memory (an HTTP upload, a read file) and queues its call.
+/// Stores one recording held in memory (a read file) and queues its call.
 /// `shown` names it in errors; `started_at` stands in when the options give no start time.
 pub async fn enqueue_bytes(
     client: &impl GenericClient,
@@ -172,21 +172,100 @@ pub async fn enqueue_bytes(
     started_at: Option<DateTime<Utc>>,
     options: &UploadOptions,
 ) -> Result<Uploaded, UploadError> {
+    let recording = Recording::Memory {
+        sha256: sha256_hex(&body),
+        body,
+    };
+    enqueue(
+        client, store, shown, file_name, recording, started_at, options,
+    )
+    .await
+}
+
+/// Stores one recording spooled to disk (an HTTP upload, never held in memory) and queues its
+/// call, like [`enqueue_bytes`].
+pub async fn enqueue_spooled(
+    client: &impl GenericClient,
+    store: &dyn ObjectStore,
+    shown: &str,
+    file_name: Option<&str>,
+    spool: &Spool,
+    started_at: Option<DateTime<Utc>>,
+    options: &UploadOptions,
+) -> Result<Uploaded, UploadError> {
+    let recording = Recording::Spooled(spool);
+    enqueue(
+        client, store, shown, file_name, recording, started_at, options,
+    )
+    .await
+}
+
+/// A recording's content with its SHA-256: in memory, or in a spool file.
+enum Recording<'a> {
+    Memory { body: Bytes, sha256: String },
+    Spooled(&'a Spool),
+}
+
+impl Recording<'_> {
+    fn size(&self) -> u64 {
+        match self {
+            Recording::Memory { body, .. } => body.len() as u64,
+            Recording::Spooled(spool) => spool.size(),
+        }
+    }
+
+    fn head(&self) -> &[u8] {
+        match self {
+            Recording::Memory { body, .. } => body,
+            Recording::Spooled(spool) => spool.head(),
+        }
+    }
+
+    fn sha256(&self) -> &str {
+        match self {
+            Recording::Memory { sha256, .. } => sha256,
+            Recording::Spooled(spool) => spool.sha256(),
+        }
+    }
+
+    async fn put(
+        &self,
+        store: &dyn ObjectStore,
+        key: &str,
+        content_type: &str,
+    ) -> Result<ObjectInfo, StorageError> {
+        match self {
+            Recording::Memory { body, .. } => store.put(key, body.clone(), content_type).await,
+            Recording::Spooled(spool) => store.put_spooled(key, spool, content_type).await,
+        }
+    }
+}
+
+async fn enqueue(
+    client: &impl GenericClient,
+    store: &dyn ObjectStore,
+    shown: &str,
+    file_name: Option<&str>,
+    recording: Recording<'_>,
+    started_at: Option<DateTime<Utc>>,
+    options: &UploadOptions,
+) -> Result<Uploaded, UploadError> {
     let shown = shown.to_owned();
-    if body.len() as u64 > options.max_bytes {
+    let size = recording.size();
+    if size > options.max_bytes {
         return Err(UploadError::TooLarge {
             path: shown,
-            size: body.len() as u64,
+            size,
             limit: options.max_bytes,
         });
     }
-    if body.is_empty() {
+    if size == 0 {
         return Err(UploadError::Empty { path: shown });
     }
-    let container = AudioContainer::sniff(&body).ok_or(UploadError::NotAudio {
+    let container = AudioContainer::sniff(recording.head()).ok_or(UploadError::NotAudio {
         path: shown.clone(),
     })?;
-    let sha256 = sha256_hex(&body);
+    let sha256 = recording.sha256().to_owned();
     let key = format!(
         "orgs/{}/upload/{sha256}.{}",
         options.org_id,
@@ -198,8 +277,8 @@ pub async fn enqueue_bytes(
     };
     let stored = store.head(&key).await.map_err(store_error)?;
     if stored.and_then(|info| info.sha256).as_deref() != Some(sha256.as_str()) {
-        store
-            .put(&key, body.clone(), container.content_type())
+        recording
+            .put(store, &key, container.content_type())
             .await
             .map_err(store_error)?;
     }
@@ -212,7 +291,7 @@ pub async fn enqueue_bytes(
     call.object_key = Some(key.clone());
     call.sha256 = Some(sha256.clone());
     call.content_type = Some(container.content_type().to_owned());
-    call.size_bytes = Some(body.len() as i64);
+    call.size_bytes = Some(size as i64);
     call.metadata = serde_json::json!({ "filename": file_name });
     let enqueued = queue::enqueue(client, &call)
         .await
@@ -224,7 +303,7 @@ pub async fn enqueue_bytes(
         call_id: enqueued.call_id,
         object_key: key,
         sha256,
-        size: body.len() as u64,
+        size,
         newly_queued: enqueued.inserted,
     })
 }

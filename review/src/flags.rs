@@ -4,10 +4,12 @@ use callscript_core::flags::refresh_flagged;
 pub use callscript_core::model::{Category, ReviewStatus, Severity};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use serde_json::json;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::GenericClient;
 use uuid::Uuid;
 
+use crate::export::{self, Column};
 use crate::ReviewError;
 
 /// The most flags one page holds.
@@ -62,8 +64,9 @@ impl<T> Page<T> {
     }
 }
 
-/// One flag with what a reviewer needs to place it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// One flag with what a reviewer needs to place it. Its JSON (API, CLI) and CSV are both
+/// [`FLAG_COLUMNS`].
+#[derive(Debug, Clone, PartialEq)]
 pub struct FlagRow {
     pub id: Uuid,
     pub call_id: Uuid,
@@ -85,6 +88,101 @@ pub struct FlagRow {
     pub reviewed_at: Option<DateTime<Utc>>,
     pub note: Option<String>,
     pub created_at: DateTime<Utc>,
+}
+
+/// The exported fields of a flag, in order: the JSON keys and the CSV header alike.
+pub const FLAG_COLUMNS: &[Column<FlagRow>] = &[
+    Column {
+        name: "id",
+        value: |f| json!(f.id),
+    },
+    Column {
+        name: "call_id",
+        value: |f| json!(f.call_id),
+    },
+    Column {
+        name: "org_slug",
+        value: |f| json!(f.org_slug),
+    },
+    Column {
+        name: "campaign",
+        value: |f| json!(f.campaign),
+    },
+    Column {
+        name: "call_started_at",
+        value: |f| export::time(f.call_started_at),
+    },
+    Column {
+        name: "caller_number",
+        value: |f| json!(f.caller_number),
+    },
+    Column {
+        name: "rule_id",
+        value: |f| json!(f.rule_id),
+    },
+    Column {
+        name: "rulebook_version",
+        value: |f| json!(f.rulebook_version),
+    },
+    Column {
+        name: "category",
+        value: |f| json!(f.category.as_str()),
+    },
+    Column {
+        name: "severity",
+        value: |f| json!(f.severity.as_str()),
+    },
+    Column {
+        name: "evidence",
+        value: |f| json!(f.evidence),
+    },
+    Column {
+        name: "start_ms",
+        value: |f| json!(f.start_ms),
+    },
+    Column {
+        name: "end_ms",
+        value: |f| json!(f.end_ms),
+    },
+    Column {
+        name: "speaker",
+        value: |f| json!(f.speaker),
+    },
+    Column {
+        name: "role",
+        value: |f| json!(f.role),
+    },
+    Column {
+        name: "review_status",
+        value: |f| json!(f.review_status.as_str()),
+    },
+    Column {
+        name: "reviewer",
+        value: |f| json!(f.reviewer),
+    },
+    Column {
+        name: "reviewed_at",
+        value: |f| export::optional_time(f.reviewed_at),
+    },
+    Column {
+        name: "note",
+        value: |f| json!(f.note),
+    },
+    Column {
+        name: "created_at",
+        value: |f| export::time(f.created_at),
+    },
+];
+
+impl Serialize for FlagRow {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        export::serialize(FLAG_COLUMNS, self, serializer)
+    }
+}
+
+/// Flags as RFC 4180 CSV, a header of [`FLAG_COLUMNS`] and one record per flag.
+pub fn csv(flags: &[FlagRow]) -> String {
+    export::csv(FLAG_COLUMNS, flags)
 }
 
 const FLAG_SELECT: &str = "SELECT f.id, f.call_id, o.slug, cp.name AS campaign, c.call_started_at,

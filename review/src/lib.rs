@@ -7,12 +7,15 @@
 //! - [`flags`]: flags found by filters (org, campaign, rule, severity, review status, dates),
 //!   a page at a time, and a reviewer's decision on one.
 //! - [`calls`]: one call as a reviewer sees it: facts, speaker-labelled transcript, flags.
+//! - [`export`]: one column list per exported row, written as JSON and as CSV alike, times
+//!   RFC 3339 UTC with `Z`.
 //! - [`health`]: the queue at a glance: calls by state, throughput, the oldest waiting.
 //!
 //! The same queries serve the CLI (the pipeline role, every org, an org filter) and the HTTP
 //! API (inside [`scope::enter`]). Nothing here reads the environment or prints.
 
 pub mod calls;
+pub mod export;
 pub mod flags;
 pub mod health;
 pub mod members;

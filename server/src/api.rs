@@ -9,44 +9,65 @@
 //! | `GET /api/v1/flags?campaign&rule&severity&status&from&to&limit&offset` | flags, newest call first |
 //! | `POST /api/v1/flags/{id}/review` `{"decision": "confirm"\|"dismiss", "note"}` | a decision |
 //! | `GET /api/v1/calls/{id}` | the call, its speaker-labelled transcript, its flags, `audio_url` |
-//! | `GET /api/v1/calls/{id}/audio` | the recording (byte ranges, for seeking) |
-//! | `POST /api/v1/calls?filename&campaign&started_at` (body: the recording) | upload and queue |
+//! | `GET /api/v1/calls/{id}/audio` | the recording, streamed (byte ranges for seeking: [`crate::range`]) |
+//! | `POST /api/v1/calls?filename&campaign&started_at` (body: the recording) | upload and queue ([`crate::upload`]) |
+//!
+//! Every answer under `/api/v1` is JSON, errors too (`{"error": "…"}`): bad parameters are a 400
+//! naming the parameter, unknown routes 404, other methods 405, and an unexpected failure a 500
+//! whose detail is logged, never sent.
 
+use std::str::FromStr;
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::body::Body;
+use axum::extract::{Path, State};
 use axum::http::header::{ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, RANGE};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use callscript_core::dates;
-use callscript_core::model::Source;
-use callscript_core::orgs;
-use callscript_ingest::upload::{enqueue_bytes, UploadError, UploadOptions};
+use callscript_core::model::UnknownLabel;
 use callscript_review::calls::{self, CallView};
-use callscript_review::flags::{self, Decision, FlagFilter, FlagRow, Page, PageRequest};
+use callscript_review::flags::{
+    self, Decision, FlagFilter, FlagRow, Page, PageRequest, MAX_PAGE_SIZE,
+};
 use callscript_review::health::{queue_health, QueueHealth};
 use callscript_review::members::Member;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::auth::Authenticated;
+use crate::extract::{ApiJson, ApiQuery};
+use crate::range::{ranged, Ranged};
 use crate::{in_org, ApiError, AppState};
 
 /// How long a presigned recording link stays valid.
 const AUDIO_LINK_TTL: Duration = Duration::from_secs(15 * 60);
 
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/me", get(me))
-        .route("/api/v1/health", get(health))
-        .route("/api/v1/flags", get(list_flags))
-        .route("/api/v1/flags/{id}/review", post(review_flag))
-        .route("/api/v1/calls", post(upload))
-        .route("/api/v1/calls/{id}", get(show_call))
-        .route("/api/v1/calls/{id}/audio", get(audio))
+    let api = Router::new()
+        .route("/me", get(me))
+        .route("/health", get(health))
+        .route("/flags", get(list_flags))
+        .route("/flags/{id}/review", post(review_flag))
+        .route("/calls", post(crate::upload::upload))
+        .route("/calls/{id}", get(show_call))
+        .route("/calls/{id}/audio", get(audio))
+        // After the routes: it applies to the routes added before it.
+        .method_not_allowed_fallback(method_not_allowed)
+        .fallback(no_route);
+    Router::new().nest("/api/v1", api)
+}
+
+async fn no_route(uri: Uri) -> ApiError {
+    ApiError::NotFound(format!("no route {}", uri.path()))
+}
+
+async fn method_not_allowed(method: Method) -> ApiError {
+    ApiError::MethodNotAllowed {
+        method: method.to_string(),
+    }
 }
 
 async fn me(Authenticated(member): Authenticated) -> Json<Member> {
@@ -65,7 +86,7 @@ async fn health(
     Ok(Json(health))
 }
 
-/// `GET /api/v1/flags` query parameters.
+/// `GET /api/v1/flags` query parameters, as given (the UI's form shows them back as typed).
 #[derive(Debug, Default, Deserialize)]
 pub struct FlagQuery {
     pub campaign: Option<String>,
@@ -76,51 +97,66 @@ pub struct FlagQuery {
     /// A date (whole day, UTC) or an RFC 3339 time.
     pub from: Option<String>,
     pub to: Option<String>,
-    pub limit: Option<i64>,
-    pub offset: Option<i64>,
+    pub limit: Option<String>,
+    pub offset: Option<String>,
 }
 
 impl FlagQuery {
     /// The filter and page this query asks for within `org_id`; empty parameters (as an HTML
-    /// form sends them) filter nothing.
+    /// form sends them) filter nothing. A bad parameter is a 400 that names it.
     pub fn filter(&self, org_id: Uuid) -> Result<(FlagFilter, PageRequest), ApiError> {
-        let given = |value: &Option<String>| {
-            value
-                .as_deref()
-                .map(str::trim)
-                .filter(|v| !v.is_empty())
-                .map(str::to_owned)
-        };
-        let bad = |e: String| ApiError::BadRequest(e);
+        let text = |value: &str| Ok(value.to_owned());
         let filter = FlagFilter {
             org_id: Some(org_id),
-            campaign: given(&self.campaign),
-            rule_id: given(&self.rule),
-            min_severity: given(&self.severity)
-                .map(|s| s.parse())
-                .transpose()
-                .map_err(|e: callscript_core::model::UnknownLabel| bad(e.to_string()))?,
-            status: given(&self.status)
-                .map(|s| s.parse())
-                .transpose()
-                .map_err(|e: callscript_core::model::UnknownLabel| bad(e.to_string()))?,
-            from: given(&self.from)
-                .map(|t| dates::parse_from(&t))
-                .transpose()
-                .map_err(bad)?,
-            to: given(&self.to)
-                .map(|t| dates::parse_to(&t))
-                .transpose()
-                .map_err(bad)?,
+            campaign: parameter("campaign", &self.campaign, text)?,
+            rule_id: parameter("rule", &self.rule, text)?,
+            min_severity: parameter("severity", &self.severity, label)?,
+            status: parameter("status", &self.status, label)?,
+            from: parameter("from", &self.from, dates::parse_from)?,
+            to: parameter("to", &self.to, dates::parse_to)?,
             call_id: None,
         };
         let defaults = PageRequest::default();
         let page = PageRequest {
-            limit: self.limit.unwrap_or(defaults.limit),
-            offset: self.offset.unwrap_or(defaults.offset),
+            limit: parameter("limit", &self.limit, |v| whole_number(v, 1, MAX_PAGE_SIZE))?
+                .unwrap_or(defaults.limit),
+            offset: parameter("offset", &self.offset, |v| whole_number(v, 0, i64::MAX))?
+                .unwrap_or(defaults.offset),
         };
         Ok((filter, page))
     }
+}
+
+/// A query parameter read by `parse`; `None` when absent or blank. Its errors, and a NUL
+/// character (which no stored text holds and Postgres refuses), are a 400 naming `name`.
+pub fn parameter<T>(
+    name: &str,
+    value: &Option<String>,
+    parse: impl FnOnce(&str) -> Result<T, String>,
+) -> Result<Option<T>, ApiError> {
+    let Some(value) = value.as_deref().map(str::trim).filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    if value.contains('\0') {
+        return Err(ApiError::BadRequest(format!(
+            "{name}: must not contain a NUL character"
+        )));
+    }
+    parse(value)
+        .map(Some)
+        .map_err(|e| ApiError::BadRequest(format!("{name}: {e}")))
+}
+
+/// One of a stored enum's labels (a severity, a review status).
+fn label<T: FromStr<Err = UnknownLabel>>(text: &str) -> Result<T, String> {
+    text.parse().map_err(|e: UnknownLabel| e.to_string())
+}
+
+fn whole_number(text: &str, min: i64, max: i64) -> Result<i64, String> {
+    text.parse()
+        .ok()
+        .filter(|n| (min..=max).contains(n))
+        .ok_or_else(|| format!("{text:?} is not a whole number from {min} to {max}"))
 }
 
 /// A page of flags and where the next one starts.
@@ -134,7 +170,7 @@ pub struct FlagPage {
 async fn list_flags(
     State(state): State<AppState>,
     Authenticated(member): Authenticated,
-    Query(query): Query<FlagQuery>,
+    ApiQuery(query): ApiQuery<FlagQuery>,
 ) -> Result<Json<FlagPage>, ApiError> {
     let (filter, page) = query.filter(member.org_id)?;
     let page = in_org(&state.pool, member.org_id, |tx| {
@@ -181,12 +217,25 @@ pub async fn review(
     .await
 }
 
+/// A flag id from the path; anything else names no flag (404, like another org's).
+pub fn flag_id(id: &str) -> Result<Uuid, ApiError> {
+    id.parse()
+        .map_err(|_| ApiError::NotFound(format!("no flag {id}")))
+}
+
+/// A call id from the path; anything else names no call (404, like another org's).
+pub fn call_id(id: &str) -> Result<Uuid, ApiError> {
+    id.parse()
+        .map_err(|_| ApiError::NotFound(format!("no call {id}")))
+}
+
 async fn review_flag(
     State(state): State<AppState>,
     session: Authenticated,
-    Path(flag_id): Path<Uuid>,
-    Json(body): Json<ReviewBody>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<ReviewBody>,
 ) -> Result<Json<FlagRow>, ApiError> {
+    let flag_id = flag_id(&id)?;
     let decision = parse_decision(&body.decision)?;
     Ok(Json(
         review(&state, &session, flag_id, decision, body.note).await?,
@@ -217,8 +266,9 @@ pub async fn load_call(
 async fn show_call(
     State(state): State<AppState>,
     Authenticated(member): Authenticated,
-    Path(call_id): Path<Uuid>,
+    Path(id): Path<String>,
 ) -> Result<Json<CallResponse>, ApiError> {
+    let call_id = call_id(&id)?;
     let call = load_call(&state, &member, call_id).await?;
     let audio_url = match &call.object_key {
         Some(key) => Some(match state.store.presign_get(key, AUDIO_LINK_TTL).await {
@@ -231,7 +281,8 @@ async fn show_call(
     Ok(Json(CallResponse { call, audio_url }))
 }
 
-/// The call's recording, whole or the byte range asked for (players seek with ranges).
+/// The call's recording, whole or the byte range asked for (players seek with ranges),
+/// streamed from the store.
 pub async fn audio_response(
     state: &AppState,
     member: &Member,
@@ -239,38 +290,47 @@ pub async fn audio_response(
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
     let call = load_call(state, member, call_id).await?;
-    let key = call
-        .object_key
-        .ok_or_else(|| ApiError::NotFound(format!("call {call_id} has no stored recording")))?;
-    let body = state
+    let missing = || ApiError::NotFound(format!("call {call_id} has no stored recording"));
+    let key = call.object_key.ok_or_else(missing)?;
+    let total = state
         .store
-        .get(&key)
+        .head(&key)
         .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .ok_or_else(missing)?
+        .size;
+    // A header that is not text is no ranges-specifier: ignored, like any unparsable one.
+    let range = ranged(headers.get(RANGE).and_then(|v| v.to_str().ok()), total);
+    let (status, part) = match range {
+        Ranged::Unsatisfiable => return Err(ApiError::RangeNotSatisfiable { total }),
+        Ranged::Whole => (StatusCode::OK, None),
+        Ranged::Part(part) => (StatusCode::PARTIAL_CONTENT, Some(part)),
+    };
+    let length = part
+        .as_ref()
+        .map_or(total, |part| part.end() - part.start() + 1);
+    let body = if length == 0 {
+        Body::empty()
+    } else {
+        let stream = state
+            .store
+            .get_stream(&key, part.clone())
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        Body::from_stream(stream)
+    };
     let content_type = call
         .content_type
         .unwrap_or_else(|| "application/octet-stream".to_owned());
-    let total = body.len();
-    let range = headers
-        .get(RANGE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| byte_range(v, total));
-    let mut response = match range {
-        Some((start, end)) => {
-            let mut response =
-                (StatusCode::PARTIAL_CONTENT, body.slice(start..=end)).into_response();
-            response.headers_mut().insert(
-                CONTENT_RANGE,
-                header(&format!("bytes {start}-{end}/{total}"))?,
-            );
-            response
-        }
-        None => (StatusCode::OK, body).into_response(),
-    };
+    let mut response = (status, body).into_response();
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, header(&content_type)?);
     headers.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    headers.remove(CONTENT_LENGTH);
+    headers.insert(CONTENT_LENGTH, HeaderValue::from(length));
+    if let Some(part) = part {
+        let range = format!("bytes {}-{}/{total}", part.start(), part.end());
+        headers.insert(CONTENT_RANGE, header(&range)?);
+    }
     Ok(response)
 }
 
@@ -278,130 +338,11 @@ fn header(value: &str) -> Result<HeaderValue, ApiError> {
     HeaderValue::from_str(value).map_err(|e| ApiError::Internal(e.to_string()))
 }
 
-/// The first range of a `Range: bytes=…` header as inclusive offsets within `total` bytes;
-/// `None` when absent, malformed or unsatisfiable (then the whole body is sent).
-fn byte_range(header: &str, total: usize) -> Option<(usize, usize)> {
-    let spec = header.strip_prefix("bytes=")?.split(',').next()?.trim();
-    let (start, end) = spec.split_once('-')?;
-    let last = total.checked_sub(1)?;
-    let (start, end) = match (start.parse::<usize>().ok(), end.parse::<usize>().ok()) {
-        (Some(start), Some(end)) => (start, end.min(last)),
-        (Some(start), None) => (start, last),
-        // "-N": the last N bytes.
-        (None, Some(suffix)) => (total.saturating_sub(suffix), last),
-        (None, None) => return None,
-    };
-    (start <= end).then_some((start, end))
-}
-
 async fn audio(
     State(state): State<AppState>,
     Authenticated(member): Authenticated,
-    Path(call_id): Path<Uuid>,
+    Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    audio_response(&state, &member, call_id, &headers).await
-}
-
-#[derive(Debug, Deserialize)]
-struct UploadQuery {
-    filename: Option<String>,
-    /// A campaign name (created for the organization's uploads when new).
-    campaign: Option<String>,
-    /// When the call happened (RFC 3339 or a date); the upload's time when omitted.
-    started_at: Option<String>,
-}
-
-#[derive(Debug, Serialize)]
-struct UploadResponse {
-    call_id: Uuid,
-    object_key: String,
-    sha256: String,
-    size: u64,
-    /// False when the organization already had this recording queued.
-    newly_queued: bool,
-}
-
-async fn upload(
-    State(state): State<AppState>,
-    session: Authenticated,
-    Query(query): Query<UploadQuery>,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let member = session.reviewer()?.clone();
-    let started_at = query
-        .started_at
-        .as_deref()
-        .map(dates::parse_from)
-        .transpose()
-        .map_err(ApiError::BadRequest)?;
-    let store = state.store.clone();
-    let max_bytes = state.max_upload_bytes;
-    let uploaded = in_org(&state.pool, member.org_id, |tx| {
-        Box::pin(async move {
-            let campaign_id = match &query.campaign {
-                Some(name) => Some(
-                    orgs::ensure_campaign(tx, member.org_id, Source::Upload, name, name)
-                        .await
-                        .map_err(|e| ApiError::Internal(e.to_string()))?,
-                ),
-                None => None,
-            };
-            let options = UploadOptions {
-                org_id: member.org_id,
-                campaign_id,
-                priority: 0,
-                started_at,
-                max_bytes,
-            };
-            let shown = query.filename.clone().unwrap_or_else(|| "upload".into());
-            enqueue_bytes(
-                tx,
-                store.as_ref(),
-                &shown,
-                query.filename.as_deref(),
-                body,
-                None,
-                &options,
-            )
-            .await
-            .map_err(|e| match e {
-                UploadError::TooLarge { .. } => ApiError::TooLarge(e.to_string()),
-                UploadError::Empty { .. } | UploadError::NotAudio { .. } => {
-                    ApiError::BadRequest(e.to_string())
-                }
-                other => ApiError::Internal(other.to_string()),
-            })
-        })
-    })
-    .await?;
-    let status = if uploaded.newly_queued {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    let body = UploadResponse {
-        call_id: uploaded.call_id,
-        object_key: uploaded.object_key,
-        sha256: uploaded.sha256,
-        size: uploaded.size,
-        newly_queued: uploaded.newly_queued,
-    };
-    Ok((status, Json(body)).into_response())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::byte_range;
-
-    #[test]
-    fn byte_ranges() {
-        assert_eq!(byte_range("bytes=0-99", 1000), Some((0, 99)));
-        assert_eq!(byte_range("bytes=500-", 1000), Some((500, 999)));
-        assert_eq!(byte_range("bytes=-100", 1000), Some((900, 999)));
-        assert_eq!(byte_range("bytes=900-5000", 1000), Some((900, 999)));
-        assert_eq!(byte_range("bytes=1000-", 1000), None);
-        assert_eq!(byte_range("items=0-1", 1000), None);
-        assert_eq!(byte_range("bytes=0-1", 0), None);
-    }
+    audio_response(&state, &member, call_id(&id)?, &headers).await
 }

@@ -13,11 +13,15 @@
 
 pub mod api;
 pub mod auth;
+pub mod extract;
+pub mod range;
 pub mod ui;
+mod upload;
 
 use std::sync::Arc;
 
-use axum::http::StatusCode;
+use axum::http::header::CONTENT_RANGE;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use callscript_core::db::{DbError, Pool};
@@ -45,7 +49,7 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// What a request can fail with; each maps to one status and a message that names the problem
-/// (never a secret, never another tenant's data).
+/// (never a secret, never another tenant's data, never a database's or a store's own text).
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("missing or unknown API token")]
@@ -58,7 +62,17 @@ pub enum ApiError {
     BadRequest(String),
     #[error("{0}")]
     TooLarge(String),
-    #[error("internal error: {0}")]
+    /// A request axum could not read (a JSON body that is not JSON, a wrong content type): its
+    /// status and axum's message, which names what was wrong without echoing stored data.
+    #[error("{1}")]
+    Unreadable(StatusCode, String),
+    #[error("{method} is not allowed here")]
+    MethodNotAllowed { method: String },
+    /// A byte range outside a recording of `total` bytes.
+    #[error("the requested range is not satisfiable: the recording has {total} bytes")]
+    RangeNotSatisfiable { total: u64 },
+    /// The detail is logged, never sent: it may hold a database's or a store's text.
+    #[error("internal error")]
     Internal(String),
 }
 
@@ -70,18 +84,32 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unreadable(status, _) => *status,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Logs the detail of an internal error (the client gets only "internal error").
+    pub fn log(&self) {
+        if let ApiError::Internal(detail) = self {
+            tracing::error!("{detail}");
         }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if let ApiError::Internal(message) = &self {
-            tracing::error!("{message}");
-        }
+        self.log();
         let body = axum::Json(serde_json::json!({ "error": self.to_string() }));
-        (self.status(), body).into_response()
+        let mut response = (self.status(), body).into_response();
+        if let ApiError::RangeNotSatisfiable { total } = self {
+            let unsatisfied = HeaderValue::from_str(&format!("bytes */{total}"))
+                .expect("digits make a header value");
+            response.headers_mut().insert(CONTENT_RANGE, unsatisfied);
+        }
+        response
     }
 }
 

@@ -6,9 +6,10 @@ mod common;
 use std::sync::Arc;
 
 use callscript_core::model::CallState;
-use callscript_core::storage::{LocalDirStore, ObjectStore};
+use callscript_core::storage::{sha256_hex, LocalDirStore, ObjectStore};
 use callscript_review::members::{self, Role};
 use callscript_server::{router, AppState};
+use callscript_testkit::s3::TestS3Server;
 use callscript_testkit::{create_org, wav_bytes, TestDatabase};
 use common::judged_call;
 use reqwest::StatusCode;
@@ -61,6 +62,22 @@ impl Api {
     }
 }
 
+/// The router on a loopback port over `db` and `store`, accepting uploads of `max_upload_bytes`.
+async fn serve(db: &TestDatabase, store: Arc<dyn ObjectStore>, max_upload_bytes: u64) -> Api {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let app = router(AppState {
+        pool: db.pool.clone(),
+        store,
+        max_upload_bytes,
+    });
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    Api {
+        base,
+        http: reqwest::Client::new(),
+    }
+}
+
 async fn token(client: &impl GenericClient, org: Uuid, email: &str, role: Role) -> String {
     let member = members::add(client, org, email, None, role).await.unwrap();
     members::issue_token(client, member.id).await.unwrap()
@@ -92,18 +109,7 @@ async fn members_see_and_review_only_their_own_organization() {
     let viewer_a = token(&**client, org_a, "view@a.example", Role::Viewer).await;
     let reviewer_b = token(&**client, org_b, "rev@b.example", Role::Reviewer).await;
 
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let app = router(AppState {
-        pool: db.pool.clone(),
-        store: store.clone(),
-        max_upload_bytes: 1 << 20,
-    });
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    let api = Api {
-        base,
-        http: reqwest::Client::new(),
-    };
+    let api = serve(&db, store.clone(), 1 << 20).await;
 
     // No token, a wrong one, a malformed one: 401 and nothing else.
     let (status, body) = api.get("", "/api/v1/flags").await;
@@ -320,4 +326,305 @@ async fn members_see_and_review_only_their_own_organization() {
         ),
         (org_a, "downloaded", "web")
     );
+}
+
+/// A response's status, `Content-Type` and body as JSON (`Null` when it is not JSON).
+async fn answer(response: reqwest::Response) -> (StatusCode, String, Value) {
+    let status = response.status();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let body = response.text().await.unwrap();
+    (
+        status,
+        content_type,
+        serde_json::from_str(&body).unwrap_or(Value::Null),
+    )
+}
+
+/// A WAV of `seconds` of a 16 kHz tone: content no other test uploads.
+fn tone(seconds: usize, pitch: f32) -> Vec<u8> {
+    let samples: Vec<i16> = (0..seconds * 16_000)
+        .map(|i| ((i as f32 * pitch / 16_000.0 * std::f32::consts::TAU).sin() * 8_000.0) as i16)
+        .collect();
+    wav_bytes(16_000, 1, &samples)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_past_two_mebibytes_stream_to_s3_up_to_the_limit() {
+    let db = TestDatabase::new(4).await;
+    let client = db.client().await;
+    let s3 = TestS3Server::start().await;
+    let store = s3.store().await;
+    let org = create_org(&**client, "org-a").await;
+    let reviewer = token(&**client, org, "rev@a.example", Role::Reviewer).await;
+    let limit = 4 << 20;
+    let api = serve(&db, store.clone(), limit).await;
+
+    // 97 seconds of 16 kHz audio: 3.1 MB, over axum's 2 MiB default body limit.
+    let wav = tone(97, 440.0);
+    assert!(wav.len() > 3_000_000 && (wav.len() as u64) < limit);
+    let (status, uploaded) = api
+        .upload(&reviewer, "filename=long.wav", wav.clone())
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{uploaded}");
+    assert_eq!(uploaded["size"], wav.len());
+    assert_eq!(uploaded["sha256"], sha256_hex(&wav));
+    let key = uploaded["object_key"].as_str().unwrap();
+    assert_eq!(store.get(key).await.unwrap().as_ref(), wav.as_slice());
+    assert_eq!(
+        store.head(key).await.unwrap().unwrap().sha256.as_deref(),
+        Some(sha256_hex(&wav).as_str())
+    );
+
+    // Streamed back from S3, whole and in part.
+    let call = uploaded["call_id"].as_str().unwrap();
+    let audio = |range: Option<&str>| {
+        let mut request = api
+            .http
+            .get(format!("{}/api/v1/calls/{call}/audio", api.base))
+            .bearer_auth(&reviewer);
+        if let Some(range) = range {
+            request = request.header("Range", range);
+        }
+        request.send()
+    };
+    let whole = audio(None).await.unwrap();
+    assert_eq!(whole.status(), StatusCode::OK);
+    assert_eq!(whole.headers()["content-length"], wav.len().to_string());
+    assert_eq!(whole.bytes().await.unwrap().as_ref(), wav.as_slice());
+    let part = audio(Some("bytes=3000000-")).await.unwrap();
+    assert_eq!(part.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(
+        part.headers()["content-range"],
+        format!("bytes 3000000-{}/{}", wav.len() - 1, wav.len())
+    );
+    assert_eq!(part.bytes().await.unwrap().as_ref(), &wav[3_000_000..]);
+
+    // Over the limit: refused as JSON, by its declared length or, streamed without one, by
+    // the bytes that arrived; nothing is stored or queued.
+    let over = tone(140, 220.0);
+    assert!(over.len() as u64 > limit);
+    let declared = api
+        .http
+        .post(format!("{}/api/v1/calls?filename=over.wav", api.base))
+        .bearer_auth(&reviewer)
+        .body(over.clone())
+        .send()
+        .await
+        .unwrap();
+    let (status, content_type, body) = answer(declared).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(content_type, "application/json");
+    assert!(
+        body["error"].as_str().unwrap().contains(&limit.to_string()),
+        "{body}"
+    );
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        over.chunks(256 * 1024).map(|c| Ok(c.to_vec())).collect();
+    let streamed = api
+        .http
+        .post(format!("{}/api/v1/calls?filename=over.wav", api.base))
+        .bearer_auth(&reviewer)
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            chunks,
+        )))
+        .send()
+        .await
+        .unwrap();
+    let (status, _, body) = answer(streamed).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    let over_key = format!("orgs/{org}/upload/{}.wav", sha256_hex(&over));
+    assert_eq!(store.head(&over_key).await.unwrap(), None);
+    let calls: i64 = client
+        .query_one("SELECT count(*) FROM core.calls", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(calls, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn byte_ranges_follow_rfc_9110() {
+    let db = TestDatabase::new(4).await;
+    let client = db.client().await;
+    let objects = tempfile::tempdir().unwrap();
+    let s3 = TestS3Server::start().await;
+    let stores: [Arc<dyn ObjectStore>; 2] = [
+        Arc::new(LocalDirStore::new(objects.path())),
+        s3.store().await,
+    ];
+    for (n, store) in stores.into_iter().enumerate() {
+        let org = create_org(&**client, &format!("org-{n}")).await;
+        let (call, _) = judged_call(&**client, store.as_ref(), org, "call").await;
+        let reviewer = token(&**client, org, &format!("rev@{n}.example"), Role::Reviewer).await;
+        let api = serve(&db, store.clone(), 1 << 20).await;
+        let key = format!("orgs/{org}/upload/call.wav");
+        let recording = store.get(&key).await.unwrap();
+        let total = recording.len();
+        let get = |range: &str| {
+            let mut request = api
+                .http
+                .get(format!("{}/api/v1/calls/{call}/audio", api.base))
+                .bearer_auth(&reviewer);
+            if !range.is_empty() {
+                request = request.header("Range", range);
+            }
+            request.send()
+        };
+
+        // One satisfiable range: 206, the end clamped to the recording.
+        for (range, first, last) in [
+            ("bytes=0-3", 0, 3),
+            ("bytes=0-99999999999", 0, total - 1),
+            ("bytes=-10", total - 10, total - 1),
+            ("bytes=100-", 100, total - 1),
+        ] {
+            let response = get(range).await.unwrap();
+            assert_eq!(response.status(), StatusCode::PARTIAL_CONTENT, "{range}");
+            let headers = response.headers().clone();
+            assert_eq!(
+                headers["content-range"],
+                format!("bytes {first}-{last}/{total}"),
+                "{range}"
+            );
+            assert_eq!(headers["content-length"], (last - first + 1).to_string());
+            assert_eq!(headers["accept-ranges"], "bytes");
+            assert_eq!(
+                response.bytes().await.unwrap(),
+                recording.slice(first..=last),
+                "{range}"
+            );
+        }
+        // Nothing of the recording in range, or an invalid range: 416 with the length.
+        for range in ["bytes=99999999-", "bytes=5-2", "bytes=-0"] {
+            let response = get(range).await.unwrap();
+            let content_range = response.headers().get("content-range").cloned();
+            let (status, content_type, body) = answer(response).await;
+            assert_eq!(status, StatusCode::RANGE_NOT_SATISFIABLE, "{range}");
+            assert_eq!(
+                content_range.unwrap(),
+                format!("bytes */{total}").as_str(),
+                "{range}"
+            );
+            assert_eq!(content_type, "application/json");
+            assert!(body["error"].as_str().unwrap().contains("range"), "{body}");
+        }
+        // No range, one not parsable, another unit, several ranges: the whole recording.
+        for range in ["", "bytes=abc", "items=0-3", "bytes=0-3,10-20"] {
+            let response = get(range).await.unwrap();
+            assert_eq!(response.status(), StatusCode::OK, "{range:?}");
+            assert_eq!(response.headers()["content-length"], total.to_string());
+            assert_eq!(response.headers()["accept-ranges"], "bytes");
+            assert_eq!(response.bytes().await.unwrap(), recording, "{range:?}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_a_json_400_naming_it_and_database_text_never_leaves() {
+    let db = TestDatabase::new(4).await;
+    let client = db.client().await;
+    let objects = tempfile::tempdir().unwrap();
+    let store: Arc<dyn ObjectStore> = Arc::new(LocalDirStore::new(objects.path()));
+    let org = create_org(&**client, "org-a").await;
+    let (_, flags) = judged_call(&**client, store.as_ref(), org, "call-a").await;
+    let reviewer = token(&**client, org, "rev@a.example", Role::Reviewer).await;
+    let api = serve(&db, store, 1 << 20).await;
+    let send = |method: reqwest::Method, path: &str| {
+        api.http
+            .request(method, format!("{}{path}", api.base))
+            .bearer_auth(&reviewer)
+    };
+
+    for (query, parameter) in [
+        ("campaign=%00", "campaign"),
+        ("rule=%00x", "rule"),
+        ("to=-262143-01-01", "to"),
+        ("from=2026-13-01", "from"),
+        ("limit=abc", "limit"),
+        ("limit=0", "limit"),
+        ("offset=-1", "offset"),
+        ("severity=dire", "severity"),
+        ("campaign=a&campaign=b", "campaign"),
+    ] {
+        let response = send(reqwest::Method::GET, &format!("/api/v1/flags?{query}"))
+            .send()
+            .await
+            .unwrap();
+        let (status, content_type, body) = answer(response).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {body}");
+        assert_eq!(content_type, "application/json", "{query}");
+        let error = body["error"].as_str().unwrap();
+        assert!(error.contains(parameter), "{query}: {error}");
+    }
+    // The UI's flag list shows the same message on its page, not the database's.
+    let page = send(reqwest::Method::GET, "/flags?campaign=%00")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::BAD_REQUEST);
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains("campaign: must not contain a NUL character"),
+        "{html}"
+    );
+
+    // Routes and bodies axum cannot read answer JSON too.
+    for (method, path, status) in [
+        (
+            reqwest::Method::GET,
+            "/api/v1/nothing-here",
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            reqwest::Method::DELETE,
+            "/api/v1/flags",
+            StatusCode::METHOD_NOT_ALLOWED,
+        ),
+        (
+            reqwest::Method::GET,
+            "/api/v1/calls/not-a-uuid",
+            StatusCode::NOT_FOUND,
+        ),
+    ] {
+        let (got, content_type, body) = answer(send(method, path).send().await.unwrap()).await;
+        assert_eq!(
+            (got, content_type.as_str()),
+            (status, "application/json"),
+            "{path}"
+        );
+        assert!(body["error"].is_string(), "{path}: {body}");
+    }
+    let review = format!("/api/v1/flags/{}/review", flags[0]);
+    let (status, content_type, body) = answer(
+        send(reqwest::Method::POST, &review)
+            .header("content-type", "application/json")
+            .body("{\"decision\": ")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert!(status.is_client_error(), "{status}");
+    assert_eq!(content_type, "application/json");
+    assert!(body["error"].is_string(), "{body}");
+
+    // An unexpected database failure is a JSON 500 that says nothing of the database.
+    client
+        .batch_execute("ALTER TABLE core.qa_flags RENAME TO qa_flags_moved")
+        .await
+        .unwrap();
+    let (status, content_type, body) = answer(
+        send(reqwest::Method::GET, "/api/v1/flags")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(content_type, "application/json");
+    assert_eq!(body, json!({"error": "internal error"}));
 }

@@ -7,16 +7,23 @@
 
 mod local;
 mod s3;
+mod spool;
 
+use std::ops::RangeInclusive;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures_util::stream::BoxStream;
 use sha2::{Digest, Sha256};
 
 pub use local::LocalDirStore;
 pub use s3::{S3Settings, S3Store};
+pub use spool::{Spool, SpoolError};
+
+/// An object's bytes as they arrive from the store.
+pub type ObjectStream = BoxStream<'static, Result<Bytes, StorageError>>;
 
 /// What is known about a stored object.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,7 +66,21 @@ pub trait ObjectStore: Send + Sync {
         body: Bytes,
         content_type: &str,
     ) -> Result<ObjectInfo, StorageError>;
+    /// Stores a spooled file under `key`, streamed from disk, with the spool's SHA-256.
+    async fn put_spooled(
+        &self,
+        key: &str,
+        spool: &Spool,
+        content_type: &str,
+    ) -> Result<ObjectInfo, StorageError>;
     async fn get(&self, key: &str) -> Result<Bytes, StorageError>;
+    /// The object's bytes, or those of `range` (inclusive offsets within the object), streamed
+    /// rather than held in memory.
+    async fn get_stream(
+        &self,
+        key: &str,
+        range: Option<RangeInclusive<u64>>,
+    ) -> Result<ObjectStream, StorageError>;
     /// `None` when there is no such object.
     async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, StorageError>;
     /// A URL that fetches the object without further credentials until `expires_in` passes.

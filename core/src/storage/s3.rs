@@ -1,6 +1,7 @@
 //! S3 and S3-protocol stores (MinIO, R2, RunPod volumes, the loopback test server) through
 //! aws-sdk-s3, path-style, with an optional custom endpoint.
 
+use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -10,7 +11,7 @@ use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
 use bytes::Bytes;
 
-use super::{sha256_hex, validate_key, ObjectInfo, ObjectStore, StorageError};
+use super::{sha256_hex, validate_key, ObjectInfo, ObjectStore, ObjectStream, Spool, StorageError};
 
 /// Endpoint, region and credentials; [`S3Settings::from_env`] reads the usual variables.
 #[derive(Clone, Default)]
@@ -122,6 +123,60 @@ impl S3Store {
         }
     }
 
+    /// One PUT of `body` (`size` bytes) with its SHA-256 as user metadata.
+    async fn put_object(
+        &self,
+        key: &str,
+        body: ByteStream,
+        size: u64,
+        sha256: String,
+        content_type: &str,
+    ) -> Result<ObjectInfo, StorageError> {
+        let full_key = self.full_key(key)?;
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(&full_key)
+            .content_type(content_type)
+            .content_length(size as i64)
+            .metadata(SHA256_METADATA, &sha256)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| self.backend("put", key, e))?;
+        Ok(ObjectInfo {
+            key: key.to_owned(),
+            size,
+            sha256: Some(sha256),
+            content_type: Some(content_type.to_owned()),
+        })
+    }
+
+    /// The body of a GET of the object, or of `range` of it (an HTTP `Range` request).
+    async fn get_object(
+        &self,
+        key: &str,
+        range: Option<RangeInclusive<u64>>,
+    ) -> Result<ByteStream, StorageError> {
+        let full_key = self.full_key(key)?;
+        let range = range.map(|r| format!("bytes={}-{}", r.start(), r.end()));
+        match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(&full_key)
+            .set_range(range)
+            .send()
+            .await
+        {
+            Ok(output) => Ok(output.body),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => {
+                Err(self.not_found(key))
+            }
+            Err(e) => Err(self.backend("get", key, e)),
+        }
+    }
+
     fn not_found(&self, key: &str) -> StorageError {
         StorageError::NotFound {
             store: self.describe(),
@@ -170,49 +225,62 @@ impl ObjectStore for S3Store {
         body: Bytes,
         content_type: &str,
     ) -> Result<ObjectInfo, StorageError> {
-        let full_key = self.full_key(key)?;
         let sha256 = sha256_hex(&body);
         let size = body.len() as u64;
-        self.client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(&full_key)
-            .content_type(content_type)
-            .metadata(SHA256_METADATA, &sha256)
-            .body(ByteStream::from(body))
-            .send()
+        self.put_object(key, ByteStream::from(body), size, sha256, content_type)
+            .await
+    }
+
+    async fn put_spooled(
+        &self,
+        key: &str,
+        spool: &Spool,
+        content_type: &str,
+    ) -> Result<ObjectInfo, StorageError> {
+        let body = ByteStream::from_path(spool.path())
             .await
             .map_err(|e| self.backend("put", key, e))?;
-        Ok(ObjectInfo {
-            key: key.to_owned(),
-            size,
-            sha256: Some(sha256),
-            content_type: Some(content_type.to_owned()),
-        })
+        self.put_object(
+            key,
+            body,
+            spool.size(),
+            spool.sha256().to_owned(),
+            content_type,
+        )
+        .await
     }
 
     async fn get(&self, key: &str) -> Result<Bytes, StorageError> {
-        let full_key = self.full_key(key)?;
-        let output = match self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(&full_key)
-            .send()
-            .await
-        {
-            Ok(output) => output,
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => {
-                return Err(self.not_found(key))
-            }
-            Err(e) => return Err(self.backend("get", key, e)),
-        };
-        let body = output
-            .body
+        let body = self.get_object(key, None).await?;
+        let body = body
             .collect()
             .await
             .map_err(|e| self.backend("get", key, e))?;
         Ok(body.into_bytes())
+    }
+
+    async fn get_stream(
+        &self,
+        key: &str,
+        range: Option<RangeInclusive<u64>>,
+    ) -> Result<ObjectStream, StorageError> {
+        let body = self.get_object(key, range).await?;
+        let (store, key) = (self.describe(), key.to_owned());
+        Ok(Box::pin(futures_util::stream::unfold(
+            body,
+            move |mut body| {
+                let (store, key) = (store.clone(), key.clone());
+                async move {
+                    let chunk = body.next().await?.map_err(|e| StorageError::Backend {
+                        operation: "get",
+                        store,
+                        key,
+                        reason: DisplayErrorContext(e).to_string(),
+                    });
+                    Some((chunk, body))
+                }
+            },
+        )))
     }
 
     async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, StorageError> {

@@ -29,9 +29,8 @@ use axum::{Form, Router};
 use callscript_review::flags;
 use callscript_review::health::queue_health;
 use serde::Deserialize;
-use uuid::Uuid;
 
-use crate::api::{audio_response, load_call, parse_decision, review, FlagQuery};
+use crate::api::{audio_response, call_id, flag_id, load_call, parse_decision, review, FlagQuery};
 use crate::auth::{member_of, Authenticated, SESSION_COOKIE};
 use crate::{in_org, ApiError, AppState};
 
@@ -73,10 +72,10 @@ impl IntoResponse for PageError {
     fn into_response(self) -> Response {
         match self.0 {
             ApiError::Unauthorized => Redirect::to("/login").into_response(),
+            // The player's answer: the API's, with its `Content-Range: bytes */LEN`.
+            e @ ApiError::RangeNotSatisfiable { .. } => e.into_response(),
             e => {
-                if let ApiError::Internal(message) = &e {
-                    tracing::error!("{message}");
-                }
+                e.log();
                 let status = e.status();
                 (status, Html(views::error(status, &e.to_string()))).into_response()
             }
@@ -138,7 +137,7 @@ async fn flag_list(
     Session(Authenticated(member)): Session,
     query: Result<Query<FlagQuery>, QueryRejection>,
 ) -> Result<Response, PageError> {
-    // Only a hand-edited link gets here (a page size that is not a number): a page, not text.
+    // Only a hand-edited link gets here (a parameter given twice): a page, not text.
     let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     // A filter the review crate cannot read (a bad date, an unknown severity) is shown above
     // the form it came from, so the reviewer can correct it.
@@ -155,12 +154,6 @@ async fn flag_list(
     })
     .await?;
     Ok(Html(views::flags(&member, &query, Ok(&page))).into_response())
-}
-
-/// A call id from the path; anything else names no call, so it is a 404 like another org's.
-fn call_id(id: &str) -> Result<Uuid, ApiError> {
-    id.parse()
-        .map_err(|_| ApiError::NotFound(format!("no call {id}")))
 }
 
 async fn call(
@@ -196,9 +189,7 @@ async fn review_flag(
     Form(form): Form<ReviewForm>,
 ) -> Result<Response, PageError> {
     session.reviewer()?;
-    let flag_id: Uuid = id
-        .parse()
-        .map_err(|_| ApiError::NotFound(format!("no flag {id}")))?;
+    let flag_id = flag_id(&id)?;
     let decision = parse_decision(&form.decision)?;
     let flag = review(&state, &session, flag_id, decision, form.note).await?;
     Ok(Redirect::to(&format!("/calls/{}#flag-{}", flag.call_id, flag.id)).into_response())

@@ -160,10 +160,13 @@ fn filter_form(query: &FlagQuery) -> String {
         text("from", "From", &query.from, "YYYY-MM-DD"),
         text("to", "To", &query.to, "YYYY-MM-DD"),
         // The page size is not in the form; a link that set it keeps it.
-        query.limit.map_or_else(String::new, |limit| format!(
-            "<input type=\"hidden\" name=\"limit\" value=\"{}\">",
-            escape(limit)
-        )),
+        query
+            .limit
+            .as_ref()
+            .map_or_else(String::new, |limit| format!(
+                "<input type=\"hidden\" name=\"limit\" value=\"{}\">",
+                escape(limit)
+            )),
     )
 }
 
@@ -237,8 +240,8 @@ fn flags_href(query: &FlagQuery, offset: i64) -> String {
             pairs.append_pair(name, value);
         }
     }
-    if let Some(limit) = query.limit {
-        pairs.append_pair("limit", &limit.to_string());
+    if let Some(limit) = query.limit.as_deref().filter(|v| !v.trim().is_empty()) {
+        pairs.append_pair("limit", limit);
     }
     if offset > 0 {
         pairs.append_pair("offset", &offset.to_string());
@@ -461,7 +464,7 @@ mod tests {
             rule: Some("do-not-call".into()),
             campaign: Some("Solar & Co".into()),
             status: Some(String::new()),
-            limit: Some(10),
+            limit: Some("10".into()),
             ..FlagQuery::default()
         };
         assert_eq!(

@@ -1,7 +1,6 @@
 //! `callscript flags list|review`, `callscript calls show` and `callscript org members …`:
 //! what a reviewer does from a terminal, over the `callscript-review` library.
 
-use std::fmt::Display;
 use std::str::FromStr;
 
 use anyhow::{bail, Context, Result};
@@ -73,7 +72,8 @@ enum ListFormat {
     Table,
     /// The page as JSON: items, total, limit, offset.
     Json,
-    /// RFC 4180 CSV, a header row and one row per flag with the whole evidence.
+    /// RFC 4180 CSV, a header row and one row per flag with the whole evidence; the same
+    /// fields, names and values as the JSON items.
     Csv,
 }
 
@@ -181,7 +181,7 @@ pub async fn flags(settings: &Settings, command: FlagsCommand) -> Result<()> {
             match args.format {
                 ListFormat::Table => print!("{}", flag_table(&page)),
                 ListFormat::Json => println!("{}", serde_json::to_string_pretty(&page)?),
-                ListFormat::Csv => print!("{}", flag_csv(&page.items)),
+                ListFormat::Csv => print!("{}", flags::csv(&page.items)),
             }
         }
         FlagsCommand::Review(args) => {
@@ -374,72 +374,6 @@ fn flag_table(page: &Page<FlagRow>) -> String {
     out
 }
 
-/// One CSV field, quoted when it holds a comma, a quote or a line break (RFC 4180).
-fn csv_field(text: &str) -> String {
-    if text.contains([',', '"', '\r', '\n']) {
-        format!("\"{}\"", text.replace('"', "\"\""))
-    } else {
-        text.to_owned()
-    }
-}
-
-fn csv_row<S: AsRef<str>>(fields: &[S]) -> String {
-    let fields: Vec<String> = fields.iter().map(|f| csv_field(f.as_ref())).collect();
-    // RFC 4180 ends records with CRLF; spreadsheets and CSV readers accept it everywhere.
-    format!("{}\r\n", fields.join(","))
-}
-
-fn flag_csv(flags: &[FlagRow]) -> String {
-    fn text<T: Display>(value: &Option<T>) -> String {
-        value.as_ref().map(ToString::to_string).unwrap_or_default()
-    }
-    let mut out = csv_row(&[
-        "id",
-        "call_id",
-        "org",
-        "campaign",
-        "call_started_at",
-        "rule_id",
-        "rulebook_version",
-        "category",
-        "severity",
-        "review_status",
-        "start_ms",
-        "end_ms",
-        "speaker",
-        "role",
-        "evidence",
-        "reviewer",
-        "reviewed_at",
-        "note",
-    ]);
-    for flag in flags {
-        out.push_str(&csv_row(&[
-            flag.id.to_string(),
-            flag.call_id.to_string(),
-            flag.org_slug.clone(),
-            text(&flag.campaign),
-            flag.call_started_at.to_rfc3339(),
-            flag.rule_id.clone(),
-            flag.rulebook_version.clone(),
-            flag.category.to_string(),
-            flag.severity.to_string(),
-            flag.review_status.to_string(),
-            text(&flag.start_ms),
-            text(&flag.end_ms),
-            text(&flag.speaker),
-            text(&flag.role),
-            flag.evidence.clone(),
-            text(&flag.reviewer),
-            flag.reviewed_at
-                .map(|at| at.to_rfc3339())
-                .unwrap_or_default(),
-            text(&flag.note),
-        ]));
-    }
-    out
-}
-
 /// `    ⚑ rule (severity, status by reviewer): evidence  [flag id]`, and its note below.
 fn flag_line(flag: &FlagRow) -> String {
     let by = flag
@@ -539,16 +473,6 @@ fn call_text(view: &CallView, org: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn csv_quotes_only_what_needs_it() {
-        assert_eq!(csv_field("plain text"), "plain text");
-        assert_eq!(csv_field("a, b"), "\"a, b\"");
-        assert_eq!(csv_field("say \"yes\""), "\"say \"\"yes\"\"\"");
-        assert_eq!(csv_field("two\nlines"), "\"two\nlines\"");
-        assert_eq!(csv_field(""), "");
-        assert_eq!(csv_row(&["a", "b,c", ""]), "a,\"b,c\",\r\n");
-    }
 
     #[test]
     fn evidence_is_one_short_line() {

@@ -11,9 +11,9 @@
 //! cuts a 30 s log-mel window at each one's position, decodes them together and advances each
 //! job by what its window consumed (to its last closing timestamp, or the whole window). A
 //! window that is silence by the no-speech rule gives no segment, and a silent channel
-//! ([`crate::audio::is_silent`]) no job: a recording without speech transcribes to no segments. Jobs are taken in order, so a
-//! recording's chunks finish together and its memory can go; log-mel features are computed when
-//! a job is first scheduled.
+//! ([`crate::audio::is_silent`]) no job: a recording without speech transcribes to no segments.
+//! Jobs are taken in order, so a recording's chunks finish together and its memory can go;
+//! log-mel features are computed when a job is first scheduled.
 
 use crate::audio;
 use crate::crosstalk;

@@ -117,6 +117,30 @@ fn silence_and_noise_give_no_words() {
 }
 
 #[test]
+fn a_silent_recording_without_vad_asks_the_model_nothing() {
+    // Without VAD every window of a channel is decoded; a channel that never reaches −80 dBFS
+    // is left out instead, so a call of dead air costs no model time and invents no words.
+    let minute = 16_000 * 60;
+    let dither = (0..minute)
+        .map(|i| if i % 2 == 0 { 3e-5 } else { -3e-5 })
+        .collect();
+    let silent = recording("dead air", vec![vec![0.0; minute], dither]);
+    let options = TranscribeOptions {
+        vad: None,
+        ..TranscribeOptions::default()
+    };
+    let mut transcriber = tiny_en_transcriber(options);
+    let mut rounds = 0;
+    let transcript = transcriber
+        .transcribe(&[silent], &mut |_| rounds += 1)
+        .unwrap()
+        .remove(0);
+    assert_eq!(rounds, 0, "the model was asked about silence");
+    assert_eq!(transcript.channels.len(), 2);
+    assert!(transcript.channels.iter().all(|c| c.segments.is_empty()));
+}
+
+#[test]
 fn timestamps_land_on_the_speech_in_a_long_recording() {
     // 20 s of silence, "go forward ten meters" (2.8 s), 40 s of silence, the same again.
     let speech = goforward_samples();

@@ -20,14 +20,7 @@ use clap::Parser;
 fn main() -> ExitCode {
     let cli = commands::Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("CALLSCRIPT_LOG")
-                // symphonia warns about container quirks it recovers from (junk bytes before
-                // an MP4 box); a user cannot act on those.
-                .unwrap_or_else(|_| {
-                    tracing_subscriber::EnvFilter::new("warn,symphonia_core=error")
-                }),
-        )
+        .with_env_filter(log_filter(std::env::var("CALLSCRIPT_LOG").ok()))
         .with_writer(std::io::stderr)
         .init();
     let runtime = match tokio::runtime::Runtime::new() {
@@ -48,4 +41,22 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The log filter from `CALLSCRIPT_LOG` (tracing's directive syntax), `warn` when unset or
+/// unreadable. tokio-postgres logs every statement's parameters at debug level, and those hold
+/// transcripts, token hashes and sealed secrets: a plain `CALLSCRIPT_LOG=debug` leaves it at
+/// info, and only a directive that names `tokio_postgres` itself lets its lines through.
+fn log_filter(setting: Option<String>) -> tracing_subscriber::EnvFilter {
+    // symphonia warns about container quirks it recovers from (junk bytes before an MP4
+    // box); a user cannot act on those.
+    const DEFAULT: &str = "warn,symphonia_core=error";
+    let directives = setting.unwrap_or_else(|| DEFAULT.to_owned());
+    let directives = if directives.contains("tokio_postgres") {
+        directives
+    } else {
+        format!("{directives},tokio_postgres=info")
+    };
+    tracing_subscriber::EnvFilter::try_new(&directives)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT))
 }

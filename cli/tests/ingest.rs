@@ -83,12 +83,12 @@ async fn a_backfill_run_twice_queues_each_call_once_and_the_vault_stores_them() 
         "--to",
         "2026-11-01",
     ];
-    // At debug level the log prints every statement's parameters: the links' signing query
-    // (`k=rec…`) must not be among them.
+    // Asked for by name, tokio-postgres logs every statement's parameters: the links' signing
+    // query (`k=rec…`) must not be among them.
     let (ok, stdout, stderr) = run(
         callscript(&db, &storage)
             .args(backfill)
-            .env("CALLSCRIPT_LOG", "debug"),
+            .env("CALLSCRIPT_LOG", "debug,tokio_postgres=debug"),
         "",
     );
     assert!(ok, "{stderr}");
@@ -112,6 +112,9 @@ async fn a_backfill_run_twice_queues_each_call_once_and_the_vault_stores_them() 
     assert!(ok, "{stderr}");
     assert!(stdout.contains("vault: 3 recordings stored"), "{stdout}");
     assert!(!stderr.contains("k=rec"), "{stderr}");
+    // A plain debug log leaves the statements' parameters out.
+    assert!(stderr.contains("DEBUG"), "{stderr}");
+    assert!(!stderr.contains("executing statement"), "{stderr}");
     let downloaded: i64 = db
         .client()
         .await

@@ -20,7 +20,11 @@ fn plain_cargo_target_dir() -> PathBuf {
         .env_remove("CARGO_BUILD_TARGET_DIR")
         .output()
         .expect("run cargo metadata");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let metadata: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     PathBuf::from(metadata["target_directory"].as_str().unwrap())
 }
@@ -36,7 +40,11 @@ fn scripts_target_dir() -> PathBuf {
         .env_remove("CARGO_TARGET_DIR")
         .output()
         .expect("run bash");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     PathBuf::from(String::from_utf8(output.stdout).unwrap())
 }
 
@@ -44,7 +52,10 @@ fn scripts_target_dir() -> PathBuf {
 fn plain_cargo_and_the_scripts_build_into_one_folder_outside_the_checkout() {
     let plain = plain_cargo_target_dir();
     let scripts = scripts_target_dir();
-    assert_eq!(plain, scripts, "a build by hand and a script would compile everything twice");
+    assert_eq!(
+        plain, scripts,
+        "a build by hand and a script would compile everything twice"
+    );
     let root = checkout().canonicalize().unwrap();
     assert!(
         !plain.starts_with(&root),
@@ -69,11 +80,22 @@ fn scripts_never_build_quietly() {
         for (number, line) in text.lines().enumerate() {
             let code = line.split('#').next().unwrap_or_default();
             let builds = code.contains("cargo build") || code.contains("cargo bench");
-            let silent = code.split_whitespace().any(|word| word == "-q" || word == "--quiet");
+            let silent = code
+                .split_whitespace()
+                .any(|word| word == "-q" || word == "--quiet");
             if builds && silent {
-                quiet.push(format!("{}:{}: {}", path.display(), number + 1, line.trim()));
+                quiet.push(format!(
+                    "{}:{}: {}",
+                    path.display(),
+                    number + 1,
+                    line.trim()
+                ));
             }
         }
     }
-    assert!(quiet.is_empty(), "builds without progress:\n{}", quiet.join("\n"));
+    assert!(
+        quiet.is_empty(),
+        "builds without progress:\n{}",
+        quiet.join("\n")
+    );
 }

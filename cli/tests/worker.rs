@@ -316,10 +316,21 @@ async fn after_a_crash_until_idle_runs_finish_what_is_finishable_silent_calls_in
         .iter()
         .map(|row| row.get(0))
         .collect();
-    assert!(
-        silent_flags.contains(&"recording-disclosure-missing".to_owned()),
-        "{silent_flags:?}"
+    assert_eq!(
+        silent_flags,
+        ["dead-air", "recording-disclosure-missing"],
+        "45 s without a word is dead air, and nobody disclosed the recording"
     );
+    let dead_air: (i32, i32, String) = client
+        .query_one(
+            "SELECT start_ms, end_ms, evidence FROM core.qa_flags
+              WHERE call_id = $1 AND rule_id = 'dead-air'",
+            &[&silent],
+        )
+        .await
+        .map(|row| (row.get(0), row.get(1), row.get(2)))
+        .unwrap();
+    assert_eq!(dead_air, (0, 45_000, "no speech for 45 s".to_owned()));
 }
 
 #[test]

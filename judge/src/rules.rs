@@ -118,27 +118,32 @@ fn check(rule: &Rule, t: &Transcript<'_>, call_end: i32, out: &mut Vec<Finding>)
         RuleKind::PaymentCard { by } => numbers(rule, t, NumberKind::PaymentCard, *by, out),
         RuleKind::Ssn { by } => numbers(rule, t, NumberKind::SocialSecurity, *by, out),
         RuleKind::DeadAir { max_seconds } => {
+            // Silence counts from the start of the recording to its end, not only between
+            // segments: a call that opens on a minute of nothing, trails off into one, or holds
+            // no speech at all (an empty transcript of a known length) is dead air too.
             let max_ms = milliseconds(*max_seconds);
             let mut order: Vec<&SegmentRecord> = t.segments.iter().collect();
             order.sort_by_key(|s| s.start_ms);
-            let mut spoken_until = order.first().map(|s| s.end_ms);
-            for segment in order {
-                if let Some(until) = spoken_until {
-                    let gap = i64::from(segment.start_ms) - i64::from(until);
-                    if gap > max_ms {
-                        out.push(Finding {
-                            start_ms: Some(until),
-                            end_ms: Some(segment.start_ms),
-                            ..about_call(
-                                rule,
-                                format!("no speech for {} s", seconds(gap)),
-                                0,
-                                Party::Anyone,
-                            )
-                        });
-                    }
+            let mut silent_since = 0;
+            let speech_then_end = order
+                .iter()
+                .map(|s| (s.start_ms, s.end_ms))
+                .chain(std::iter::once((call_end, call_end)));
+            for (start_ms, end_ms) in speech_then_end {
+                let gap = i64::from(start_ms) - i64::from(silent_since);
+                if gap > max_ms {
+                    out.push(Finding {
+                        start_ms: Some(silent_since),
+                        end_ms: Some(start_ms),
+                        ..about_call(
+                            rule,
+                            format!("no speech for {} s", seconds(gap)),
+                            0,
+                            Party::Anyone,
+                        )
+                    });
                 }
-                spoken_until = spoken_until.max(Some(segment.end_ms));
+                silent_since = silent_since.max(end_ms);
             }
         }
         RuleKind::TalkRatio { by, min, max } => {

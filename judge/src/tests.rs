@@ -345,9 +345,46 @@ fn the_default_rulebook_on_written_calls() {
         ),
     ];
     for (name, segments, expected) in cases {
-        let findings = rulebook.evaluate(&segments, Some(60_000));
+        // The recording ends with its last words: each case's silences are the ones it writes.
+        let findings = rulebook.evaluate(&segments, None);
         assert_eq!(summary(&findings), expected, "{name}");
     }
+}
+
+#[test]
+fn silence_before_the_first_words_after_the_last_and_in_an_empty_call_is_dead_air() {
+    let rulebook = Rulebook::default_rulebook();
+    let dead_air = |segments: &[SegmentRecord], duration_ms: Option<i32>| -> Vec<Summary> {
+        summary(&rulebook.evaluate(segments, duration_ms))
+            .into_iter()
+            .filter(|(rule, ..)| rule == "dead-air")
+            .collect()
+    };
+    let an_hour = 3_600_000;
+    assert_eq!(
+        dead_air(&[], Some(an_hour)),
+        vec![expect("dead-air", 0, an_hour, None, "no speech for 3600 s")],
+        "a recording with no speech at all"
+    );
+    assert_eq!(dead_air(&[], None), vec![], "no speech and no known length");
+    let late_and_trailing = call(vec![seg(50.0, 52.0, "customer", "Hello? Anyone there?")]);
+    assert_eq!(
+        dead_air(&late_and_trailing, Some(100_000)),
+        vec![
+            expect("dead-air", 4_000, 50_000, None, "no speech for 46 s"),
+            expect("dead-air", 52_000, 100_000, None, "no speech for 48 s"),
+        ],
+    );
+    let opens_silent = vec![seg(40.0, 44.0, "agent", DISCLOSURE)];
+    assert_eq!(
+        dead_air(&opens_silent, Some(45_000)),
+        vec![expect("dead-air", 0, 40_000, None, "no speech for 40 s")],
+    );
+    assert_eq!(
+        dead_air(&call(vec![]), Some(30_000)),
+        vec![],
+        "26 s is not dead air"
+    );
 }
 
 #[test]

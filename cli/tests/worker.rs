@@ -323,7 +323,7 @@ async fn after_a_crash_until_idle_runs_finish_what_is_finishable_silent_calls_in
     );
     let dead_air: (i32, i32, String) = client
         .query_one(
-            "SELECT start_ms, end_ms, evidence FROM core.qa_flags
+            "SELECT start_ms, end_ms, evidence_text FROM core.qa_flags
               WHERE call_id = $1 AND rule_id = 'dead-air'",
             &[&silent],
         )

@@ -44,9 +44,10 @@ fn main() -> ExitCode {
 }
 
 /// The log filter from `CALLSCRIPT_LOG` (tracing's directive syntax), `warn` when unset or
-/// unreadable. tokio-postgres logs every statement's parameters at debug level, and those hold
-/// transcripts, token hashes and sealed secrets: a plain `CALLSCRIPT_LOG=debug` leaves it at
-/// info, and only a directive that names `tokio_postgres` itself lets its lines through.
+/// unreadable. tokio-postgres logs every statement's parameters at debug level (its `query`
+/// module, which logs nothing else), and those hold transcripts, token hashes and sealed
+/// secrets: a plain `CALLSCRIPT_LOG=debug` leaves them out, and only a directive that names
+/// `tokio_postgres` itself lets them through.
 fn log_filter(setting: Option<String>) -> tracing_subscriber::EnvFilter {
     // symphonia warns about container quirks it recovers from (junk bytes before an MP4
     // box); a user cannot act on those.
@@ -55,7 +56,7 @@ fn log_filter(setting: Option<String>) -> tracing_subscriber::EnvFilter {
     let directives = if directives.contains("tokio_postgres") {
         directives
     } else {
-        format!("{directives},tokio_postgres=info")
+        format!("{directives},tokio_postgres::query=info")
     };
     tracing_subscriber::EnvFilter::try_new(&directives)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT))

@@ -96,7 +96,7 @@ async fn a_backfill_run_twice_queues_each_call_once_and_the_vault_stores_them() 
         stdout.contains("3 records in 4 pages; 3 queued"),
         "{stdout}"
     );
-    assert!(stderr.contains("executing statement"), "{stderr}");
+    assert!(stderr.contains("with parameters"), "{stderr}");
     assert!(!stderr.contains("k=rec"), "{stderr}");
     let (ok, stdout, stderr) = run(callscript(&db, &storage).args(backfill), "");
     assert!(ok, "{stderr}");
@@ -114,7 +114,7 @@ async fn a_backfill_run_twice_queues_each_call_once_and_the_vault_stores_them() 
     assert!(!stderr.contains("k=rec"), "{stderr}");
     // A plain debug log leaves the statements' parameters out.
     assert!(stderr.contains("DEBUG"), "{stderr}");
-    assert!(!stderr.contains("executing statement"), "{stderr}");
+    assert!(!stderr.contains("with parameters"), "{stderr}");
     let downloaded: i64 = db
         .client()
         .await

@@ -136,6 +136,16 @@ fn config() -> LaneConfig {
     }
 }
 
+/// tiny.en with the GE2E speaker encoder: the transcriber of a worker that diarizes.
+fn diarizing_tiny_en() -> callscript_worker::transcribe::Transcriber {
+    let diarizer = Diarizer {
+        encoder: SpeakerEncoder::open(&repo_path("models/resemblyzer/pretrained.pt")).unwrap(),
+        options: DiarizeOptions::default(),
+        roles: RoleOptions::default(),
+    };
+    tiny_en_transcriber(TranscribeOptions::default()).with_diarizer(diarizer)
+}
+
 fn wav_fixture(name: &str) -> Vec<u8> {
     read(&audio_fixture(name))
 }
@@ -159,12 +169,7 @@ async fn a_batch_is_stored_with_its_usage_and_bad_calls_fail_alone() {
         .await;
     let missing = s.call("missing", "a/missing.wav", None, 4).await;
 
-    let diarizer = Diarizer {
-        encoder: SpeakerEncoder::open(&repo_path("models/resemblyzer/pretrained.pt")).unwrap(),
-        options: DiarizeOptions::default(),
-        roles: RoleOptions::default(),
-    };
-    let transcriber = tiny_en_transcriber(TranscribeOptions::default()).with_diarizer(diarizer);
+    let transcriber = diarizing_tiny_en();
     let report = s
         .lane(config())
         .run(transcriber, std::future::pending())
@@ -280,12 +285,7 @@ async fn a_silent_recording_is_a_finished_call_with_an_empty_transcript() {
     // 45 s of telephone-rate stereo in which nobody says anything.
     let silence = wav_bytes(8_000, 2, &vec![0; 8_000 * 2 * 45]);
     let silent = s.call("silent", "c/silent.wav", Some(silence), 1).await;
-    let diarizer = Diarizer {
-        encoder: SpeakerEncoder::open(&repo_path("models/resemblyzer/pretrained.pt")).unwrap(),
-        options: DiarizeOptions::default(),
-        roles: RoleOptions::default(),
-    };
-    let transcriber = tiny_en_transcriber(TranscribeOptions::default()).with_diarizer(diarizer);
+    let transcriber = diarizing_tiny_en();
     let report = s
         .lane(config())
         .run(transcriber, std::future::pending())

@@ -15,6 +15,8 @@ from . import audio, checks, compose, scenarios
 from .voices import Synthesizer
 
 GENERATOR = "phone-suite 1"
+# LAME's encoder delay plus the MP3 decoder's at 8 kHz: 1105 samples, measured with sox.
+MP3_DELAY_S = 0.138
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 SCENARIOS = os.path.join(REPO, "benches", "calls", "scenarios.json")
 
@@ -42,14 +44,21 @@ def main():
     print(f"phone-suite: {len(calls)} calls, seed {args.seed}, into {out}", flush=True)
 
     began = time.time()
-    results = []
+    results, failures = [], []
     with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         futures = [pool.submit(build_call, call, out, args.cache, args.fixtures) for call in calls]
-        for i, future in enumerate(futures, 1):
-            entry, seconds = future.result()
+        for i, (call, future) in enumerate(zip(calls, futures), 1):
+            try:
+                entry, seconds = future.result()
+            except Exception as error:  # report every broken call, not just the first
+                failures.append(f"{call.id} ({call.scenario}): {error}")
+                print(f"[{i:2d}/{len(calls)}] {call.id} FAILED: {error}", flush=True)
+                continue
             results.append(entry)
             print(f"[{i:2d}/{len(calls)}] {entry['id']} {entry['split']:7s} {entry['scenario']:32s} "
                   f"{entry['duration']:6.1f} s audio  {seconds:5.1f} s", flush=True)
+    if failures:
+        sys.exit("phone-suite: no manifest written; these calls failed:\n  " + "\n  ".join(failures))
     manifest = {
         "suite": "phone-calls",
         "seed": args.seed,
@@ -79,19 +88,20 @@ def plan(spec, seed, fixtures):
         for k in range(scenario["calls"]):
             number += 1
             calls.append(scenarios.instantiate(scenario, f"c{number:03d}", "tune", spec, voices, seed, used))
-    # About a third held out, spread over the scenarios: each scenario's calls take turns, from
-    # an offset drawn from the seed so the held-out share of a scenario is not always its last.
-    offsets = random.Random(seed)
+    # About a third held out: walking the scenarios in order, each holds out as many of its calls
+    # as keep the running share at a third (one of three, one of two calls every other time),
+    # which ones drawn from the seed.
+    draw = random.Random(seed)
     by_scenario = {}
     for call in calls:
         by_scenario.setdefault(call.scenario, []).append(call)
-    counter = 0
+    seen = held = 0
     for group in by_scenario.values():
-        start = offsets.randrange(3)
-        for k, call in enumerate(group):
-            if (counter + start + k) % 3 == 2:
-                call.split = "holdout"
-        counter += len(group)
+        seen += len(group)
+        take = min(len(group), max(0, round(seen / 3) - held))
+        for call in draw.sample(group, take):
+            call.split = "holdout"
+        held += take
     return calls
 
 
@@ -125,6 +135,9 @@ def build_call(call, out, cache, fixtures):
         "duration": round(duration, 2),
         "stereo": stereo_name,
         "mono": mono_name,
+        # An MP3 decoder that does not trim the encoder's padding (no gapless playback) hears the
+        # audio this much later than the truth's times.
+        "mono_delay": MP3_DELAY_S if call.mono_format == "mp3" else 0.0,
         "agent_channel": compose.AGENT_LINE,
         "rttm": rttm_name,
         "speakers": {role: v.describe() for role, v in call.voices.items()},

@@ -106,7 +106,7 @@ def load_voices(spec):
 
 def cast_call(scenario, voices, pools, rng, used_count):
     """Chooses voices for the scenario's parties: distinct, respecting `same_sex`/`mixed_sex`,
-    preferring the voices used least so far (so every voice gets its share of calls). A role's
+    preferring the voices used least so far for their weight (so every voice gets its share). A role's
     cast is a list of voices or the name of one of the shared pools."""
     cast = {}
     for role in ("agent", "customer", "supervisor"):
@@ -119,8 +119,10 @@ def cast_call(scenario, voices, pools, rng, used_count):
             options = [v for v in options if voices[v].sex == voices[cast["agent"]].sex] or options
         if role == "customer" and scenario.get("mixed_sex"):
             options = [v for v in options if voices[v].sex != voices[cast["agent"]].sex] or options
-        least = min(used_count.get(v, 0) for v in options)
-        choice = rng.choice([v for v in options if used_count.get(v, 0) == least])
+        # A voice's load is its calls so far over its weight: the robotic espeak voices weigh less.
+        load = {v: used_count.get(v, 0) / voices[v].weight for v in options}
+        least = min(load.values())
+        choice = rng.choice([v for v in options if load[v] == least])
         used_count[choice] = used_count.get(choice, 0) + 1
         cast[role] = choice
     return cast

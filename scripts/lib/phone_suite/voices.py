@@ -34,6 +34,7 @@ class Voice:
         self.accent = spec["accent"]
         self.real = self.engine == "real"
         self.rate_scale = spec.get("length_scale", 1.0)
+        self.weight = spec.get("weight", 1.0)
         self.spec = spec
 
     @property

@@ -57,6 +57,12 @@ def normalize_rms(samples, dbfs):
     return samples * (10 ** (dbfs / 20) / rms)
 
 
+def limit_peak(samples, peak):
+    """Scales a sound down so its loudest sample is at most `peak`."""
+    top = float(np.max(np.abs(samples))) if len(samples) else 0.0
+    return samples * (peak / top) if top > peak else samples
+
+
 def band_limit(samples, low=300, high=3400):
     """The telephone band: sox's windowed-sinc band-pass."""
     return _sox(samples, RATE, [*_RAW_F32, "-r", str(RATE), "-"], ["sinc", "-n", "256", f"{low}-{high}"])

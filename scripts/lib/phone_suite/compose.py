@@ -17,6 +17,8 @@ from . import audio
 AGENT_LINE, CUSTOMER_LINE = 0, 1
 LINE_OF_SPEAKER = {"agent": AGENT_LINE, "supervisor": AGENT_LINE, "customer": CUSTOMER_LINE}
 SPEAKERS = tuple(LINE_OF_SPEAKER)
+# A turn's loudest sample: below full scale, so the codecs never clip a voice.
+PEAK = 0.7
 
 # Which line carries a sound that is not a party's voice: what the far end's network sends is
 # on the customer's line (ringback), what the call center's system plays is on the agent's.
@@ -66,6 +68,7 @@ def lay_out(call, synth, rng):
         text = item[speaker]
         samples = synth.render(call.voices[speaker], text)
         samples = audio.normalize_rms(samples, call.speech_level[speaker] + rng.uniform(-1.5, 1.5))
+        samples = audio.limit_peak(samples, PEAK)
         if "during" in item:
             other = previous if previous is not None and previous["speaker"] != speaker else None
             if other is None:

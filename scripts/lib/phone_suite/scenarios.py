@@ -160,7 +160,7 @@ def instantiate(scenario, call_id, split, spec, voices, seed, used_count):
     expect["flags"] = sorted(expect["flags"])
     expect["callback"] = {"local": resolve_callback(started_at, rule, hour, minute)} if expect.get("callback") else None
     codecs = ["ulaw", "ulaw", "gsm", "alaw"]
-    agent_level = rng.uniform(-22, -18)
+    agent_level = rng.uniform(-25, -20)
     customer_level = agent_level - rng.uniform(2, 9) * rng.choice([1, 1, -0.5])
     channels = [
         {"codec": rng.choice(codecs), "gain_db": 0.0, "noise_db": rng.uniform(-62, -52)},

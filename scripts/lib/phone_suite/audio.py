@@ -33,6 +33,11 @@ def load_resampled(path):
     return np.frombuffer(out.stdout, dtype=np.float32).copy()
 
 
+def pitch_shift(samples, cents):
+    """Shifts pitch and formants together by `cents`, keeping the tempo (sox's WSOLA `pitch`)."""
+    return _sox(samples, RATE, [*_RAW_F32, "-r", str(RATE), "-"], ["pitch", str(cents)])
+
+
 def trim(samples, threshold_db=-40.0, pad=0.03):
     """Cuts leading and trailing silence (frames below `threshold_db` of the peak), keeping `pad` s."""
     if len(samples) == 0:

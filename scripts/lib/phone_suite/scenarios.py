@@ -163,8 +163,8 @@ def instantiate(scenario, call_id, split, spec, voices, seed, used_count):
     agent_level = rng.uniform(-25, -20)
     customer_level = agent_level - rng.uniform(2, 9) * rng.choice([1, 1, -0.5])
     channels = [
-        {"codec": rng.choice(codecs), "gain_db": 0.0, "noise_db": rng.uniform(-62, -52)},
-        {"codec": rng.choice(codecs), "gain_db": 0.0, "noise_db": rng.uniform(-56, -44)},
+        {"codec": rng.choice(codecs), "gain_db": 0.0, "noise_db": rng.uniform(-64, -54)},
+        {"codec": rng.choice(codecs), "gain_db": 0.0, "noise_db": rng.uniform(-60, -46)},
     ]
     return Call(
         id=call_id,

@@ -35,11 +35,14 @@ class Voice:
         self.real = self.engine == "real"
         self.rate_scale = spec.get("length_scale", 1.0)
         self.weight = spec.get("weight", 1.0)
+        # A derived voice: the base voice with pitch and formants shifted (sox `pitch`).
+        self.pitch_cents = spec.get("pitch_cents", 0)
         self.spec = spec
 
     @property
     def label(self):
-        return f"{self.engine}:{self.name}"
+        shifted = f"@{self.pitch_cents:+d}c" if self.pitch_cents else ""
+        return f"{self.engine}:{self.name}{shifted}"
 
     def describe(self):
         return {"voice": self.label, "sex": self.sex, "accent": self.accent, "real": self.real}
@@ -70,6 +73,8 @@ class Synthesizer:
             samples = self._real(voice, text)
         else:
             raise ValueError(f"unknown engine {voice.engine}")
+        if voice.pitch_cents:
+            samples = audio.pitch_shift(samples, voice.pitch_cents)
         samples = audio.trim(samples)
         tmp = path + ".tmp.npy"
         np.save(tmp, samples)

@@ -113,6 +113,9 @@ def build_call(call, out, cache, fixtures):
     checks.check_call(call, turns, events, duration)
     lines = compose.render_lines(placed, duration, call, rng)
     mono = compose.mono_mix(lines, call)
+    for stale in (f"{call.id}.mono.wav", f"{call.id}.mono.mp3"):  # a mix an earlier scenario wrote
+        if os.path.exists(os.path.join(out, stale)):
+            os.remove(os.path.join(out, stale))
     stereo_name = f"{call.id}.stereo.wav"
     audio.write_wav(os.path.join(out, stereo_name), lines, "ulaw" if fixtures else "pcm16")
     if call.mono_format == "mp3":

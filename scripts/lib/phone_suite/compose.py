@@ -40,10 +40,9 @@ class Placed:
 
 
 def lay_out(call, synth, rng):
-    """Places the script's turns and events; returns (placed sounds, turns, events)."""
+    """Places the script's turns and events; returns (placed sounds, turns, events, duration)."""
     placed, turns, events = [], [], []
     clock = rng.uniform(0.4, 1.2)  # the recording starts a little before anyone speaks
-    last_turn = {}  # speaker -> its last turn
     previous = None  # the last turn of anyone
     for item in call.script:
         if "event" in item:
@@ -85,7 +84,6 @@ def lay_out(call, synth, rng):
         clock = max(clock, sound.end)
         if "during" not in item:
             previous = turn
-        last_turn[speaker] = turn
     duration = clock + rng.uniform(0.5, 1.5)
     turns.sort(key=lambda t: t["start"])
     return placed, turns, events, duration

@@ -11,7 +11,6 @@ import json
 import os
 import subprocess
 import tempfile
-import wave
 
 import numpy as np
 
@@ -131,10 +130,3 @@ class Synthesizer:
         audio.check_sha256(path, clip["sha256"])
         return audio.load_resampled(path)
 
-
-def read_wav_mono(path):
-    with wave.open(path) as w:
-        data = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16).astype(np.float32) / 32768
-        if w.getnchannels() > 1:
-            data = data.reshape(-1, w.getnchannels()).mean(axis=1)
-        return data, w.getframerate()

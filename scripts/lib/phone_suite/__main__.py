@@ -109,7 +109,7 @@ def build_call(call, out, cache, fixtures):
     began = time.time()
     rng = np.random.default_rng(call.seed)
     synth = Synthesizer(cache, REPO)
-    placed, turns, events, duration = compose.lay_out(call, synth, rng)
+    placed, turns, events, segments, duration = compose.lay_out(call, synth, rng)
     checks.check_call(call, turns, events, duration)
     lines = compose.render_lines(placed, duration, call, rng)
     mono = compose.mono_mix(lines, call)
@@ -126,8 +126,8 @@ def build_call(call, out, cache, fixtures):
         audio.write_wav(os.path.join(out, mono_name), [mono], "ulaw" if fixtures else "pcm16")
     rttm_name = f"{call.id}.rttm"
     with open(os.path.join(out, rttm_name), "w") as f:
-        for t in turns:
-            f.write(f"SPEAKER {call.id} 1 {t['start']:.2f} {t['end'] - t['start']:.2f} <NA> <NA> {t['speaker']} <NA> <NA>\n")
+        for speaker, start, end in segments:
+            f.write(f"SPEAKER {call.id} 1 {start:.2f} {end - start:.2f} <NA> <NA> {speaker} <NA> <NA>\n")
     duration = len(lines[0]) / audio.RATE
     entry = {
         "id": call.id,

@@ -55,6 +55,28 @@ def trim(samples, threshold_db=-40.0, pad=0.03):
     return samples[start:end]
 
 
+def speech_spans(samples, min_pause, threshold_db=-40.0):
+    """(start, end) seconds of the stretches of a trimmed utterance, split where it pauses for at
+    least `min_pause` s (frames below `threshold_db` of its peak), as in a forced alignment."""
+    frame = RATE // 100
+    n = len(samples) // frame
+    if n == 0:
+        return [(0.0, len(samples) / RATE)]
+    energy = np.sqrt(np.mean(samples[: n * frame].reshape(n, frame) ** 2, axis=1) + 1e-12)
+    quiet = energy <= energy.max() * 10 ** (threshold_db / 20)
+    spans, start, run = [], 0.0, 0
+    for i, q in enumerate(quiet):
+        if q:
+            run += 1
+            continue
+        if run * 0.01 >= min_pause and i - run > 0:
+            spans.append((start, (i - run) * 0.01))
+            start = i * 0.01
+        run = 0
+    spans.append((start, len(samples) / RATE))
+    return spans
+
+
 def normalize_rms(samples, dbfs):
     rms = np.sqrt(np.mean(samples**2)) if len(samples) else 0.0
     if rms < 1e-9:

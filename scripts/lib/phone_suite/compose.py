@@ -17,6 +17,9 @@ from . import audio
 AGENT_LINE, CUSTOMER_LINE = 0, 1
 LINE_OF_SPEAKER = {"agent": AGENT_LINE, "supervisor": AGENT_LINE, "customer": CUSTOMER_LINE}
 SPEAKERS = tuple(LINE_OF_SPEAKER)
+# A pause inside a turn at least this long splits its RTTM segment (sentence breaks, the groups
+# of a card number), so the truth's speech is speech; shorter pauses stay inside.
+RTTM_MIN_PAUSE_S = 0.5
 # A turn's loudest sample: below full scale, so the codecs never clip a voice.
 PEAK = 0.7
 
@@ -40,8 +43,9 @@ class Placed:
 
 
 def lay_out(call, synth, rng):
-    """Places the script's turns and events; returns (placed sounds, turns, events, duration)."""
-    placed, turns, events = [], [], []
+    """Places the script's turns and events; returns (placed sounds, turns, events, the RTTM's
+    speech segments (speaker, start, end), duration)."""
+    placed, turns, events, segments = [], [], [], []
     clock = rng.uniform(0.4, 1.2)  # the recording starts a little before anyone speaks
     previous = None  # the last turn of anyone
     for item in call.script:
@@ -81,12 +85,14 @@ def lay_out(call, synth, rng):
         placed.append(sound)
         turn = {"speaker": speaker, "channel": sound.line, "start": r2(start), "end": r2(sound.end), "text": text}
         turns.append(turn)
+        segments.extend((speaker, start + a, start + b) for a, b in audio.speech_spans(samples, RTTM_MIN_PAUSE_S))
         clock = max(clock, sound.end)
         if "during" not in item:
             previous = turn
     duration = clock + rng.uniform(0.5, 1.5)
     turns.sort(key=lambda t: t["start"])
-    return placed, turns, events, duration
+    segments.sort(key=lambda seg: seg[1])
+    return placed, turns, events, segments, duration
 
 
 def event_sound(kind, item, synth, call, rng):

@@ -1,5 +1,5 @@
 """Lays one call's script out in time on the two lines (agent = channel 0, customer = channel 1),
-then passes each line through the telephone channel and writes the stereo and mono mixes.
+then passes each line through the telephone channel and mixes the mono signal.
 
 Timing of a script item (seconds; defaults drawn from the call's seed):
 - a turn starts `gap` after the last turn or event ended;
@@ -47,7 +47,7 @@ def lay_out(call, synth, rng):
     speech segments (speaker, start, end), duration)."""
     placed, turns, events, segments = [], [], [], []
     clock = rng.uniform(0.4, 1.2)  # the recording starts a little before anyone speaks
-    previous = None  # the last turn of anyone
+    previous = None  # the last turn that is not a back-channel, of either party
     for item in call.script:
         if "event" in item:
             kind = item["event"]

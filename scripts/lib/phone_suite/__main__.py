@@ -110,7 +110,7 @@ def build_call(call, out, cache, fixtures):
     rng = np.random.default_rng(call.seed)
     synth = Synthesizer(cache, REPO)
     placed, turns, events, segments, duration = compose.lay_out(call, synth, rng)
-    checks.check_call(call, turns, events, duration)
+    checks.check_call(call, turns, duration)
     lines = compose.render_lines(placed, duration, call, rng)
     mono = compose.mono_mix(lines, call)
     for stale in (f"{call.id}.mono.wav", f"{call.id}.mono.mp3"):  # a mix an earlier scenario wrote

@@ -25,7 +25,7 @@ def words(text):
     return " ".join(re.findall(r"[a-z']+", text.lower().replace("-", " ")))
 
 
-def check_call(call, turns, events, duration):
+def check_call(call, turns, duration):
     flags = call.expect["flags"]
     disclosure = RULES["recording-disclosure-missing"]
     window = disclosure["within_seconds"]

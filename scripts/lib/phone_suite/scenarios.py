@@ -58,10 +58,6 @@ def luhn_complete(prefix15):
     return prefix15 + str((10 - total % 10) % 10)
 
 
-def luhn_valid(number):
-    return luhn_complete(number[:-1]) == number
-
-
 def draw_card(rng):
     start = rng.choice(["4", "5", "6011"])
     body = start + "".join(str(rng.randrange(10)) for _ in range(15 - len(start)))

@@ -9,7 +9,9 @@ decoding settings (issue 21); `scripts/bench calls` measures the product's lanes
 
 Each DIR holds one run (a model and settings): `<id>.<mix>.json` per call (or transcribe's
 `--output-dir` names, `<id>.<mix>.json` for `<id>.<mix>.wav`), and optionally `times.tsv`
-(`id TAB mix TAB wall seconds`) for the speed column. Calls missing from any DIR are left out of
+(`id TAB mix TAB wall seconds [TAB load average TAB CPU seconds]`) for the speed columns (audio
+seconds per wall second, per CPU second). `--terms "Acme Solar,..."` adds how many of the
+phrases' mentions in the turns the transcript has (what a vocabulary prompt is for). Calls missing from any DIR are left out of
 every DIR's figures, so the rows compare the same calls. Totals sum errors and reference words over
 calls (not a mean of per-call rates), per split (tune, holdout).
 
@@ -186,15 +188,35 @@ def transcript_path(directory, call, mix):
     return None
 
 
-def wall_times(directory, mix):
+def run_times(directory, mix):
+    """{call id: (wall seconds, CPU seconds or None)} from the run's times.tsv
+    (`id TAB mix TAB wall [TAB load TAB cpu]`)."""
     times = {}
     path = os.path.join(directory, "times.tsv")
     if os.path.isfile(path):
         for line in open(path):
             fields = line.rstrip("\n").split("\t")
             if len(fields) >= 3 and fields[1] == mix:
-                times[fields[0]] = float(fields[2])
+                times[fields[0]] = (float(fields[2]), float(fields[4]) if len(fields) >= 5 and fields[4] else None)
     return times
+
+
+def phrase_count(words, phrase):
+    n = len(phrase)
+    return sum(words[i : i + n] == phrase for i in range(len(words) - n + 1))
+
+
+def terms_heard(call, transcript, terms):
+    """(times a term is said in the turns, times it is also in the transcript): each term counts
+    at most as often as the reference says it."""
+    ref = normalize(" ".join(t["text"] for t in call["turns"]))
+    hyp = normalize(" ".join(s["text"] for ch in transcript["channels"] for s in ch["segments"]))
+    said = heard = 0
+    for term in terms:
+        phrase = normalize(term)
+        n = phrase_count(ref, phrase)
+        said, heard = said + n, heard + min(n, phrase_count(hyp, phrase))
+    return said, heard
 
 
 def main():
@@ -203,6 +225,8 @@ def main():
     parser.add_argument("runs", nargs="+", help="a folder of transcripts per run")
     parser.add_argument("--mix", choices=("stereo", "mono"), default="stereo")
     parser.add_argument("--per-call", action="store_true", help="also print each call's WER per run")
+    parser.add_argument("--terms", default="", help="comma-separated phrases (company names, say): how many of "
+                        "their mentions in the turns the transcript has too")
     args = parser.parse_args()
     manifest = json.load(open(args.manifest))
     calls = [c for c in manifest["calls"] if all(transcript_path(d, c, args.mix) for d in args.runs)]
@@ -210,24 +234,32 @@ def main():
         sys.exit("no call has a transcript in every run")
     print(f"{len(calls)} calls ({args.mix}): "
           + ", ".join(f"{s} {sum(c['split'] == s for c in calls)}" for s in ("tune", "holdout")))
-    print(f"{'run':24s} {'split':8s} {'WER %':>7s} {'errors':>7s} {'ref words':>9s} {'in ev.':>6s} {'halluc.':>7s} {'audio s/wall s':>14s}")
+    print(f"{'run':24s} {'split':8s} {'WER %':>7s} {'errors':>7s} {'ref words':>9s} {'in ev.':>6s} {'halluc.':>7s} {'audio s/wall s':>14s} {'/CPU s':>6s} {'terms':>7s}")
     for directory in args.runs:
-        times = wall_times(directory, args.mix)
+        times = run_times(directory, args.mix)
+        terms = [t.strip() for t in args.terms.split(",") if t.strip()]
         for split in ("tune", "holdout", "all"):
             chosen = [c for c in calls if split == "all" or c["split"] == split]
             if not chosen:
                 continue
-            errors = words = in_events = halluc = 0
-            audio = wall = 0.0
+            errors = words = in_events = halluc = said = heard = 0
+            audio = wall = cpu_audio = cpu = 0.0
             for call in chosen:
                 transcript = json.load(open(transcript_path(directory, call, args.mix)))
                 e, n, w, h = call_errors(call, transcript, args.mix)
                 errors, words, in_events, halluc = errors + e, words + n, in_events + w, halluc + h
+                said_here, heard_here = terms_heard(call, transcript, terms)
+                said, heard = said + said_here, heard + heard_here
                 if call["id"] in times:
-                    audio, wall = audio + call["duration"], wall + times[call["id"]]
+                    wall_s, cpu_s = times[call["id"]]
+                    audio, wall = audio + call["duration"], wall + wall_s
+                    if cpu_s:
+                        cpu_audio, cpu = cpu_audio + call["duration"], cpu + cpu_s
                 if args.per_call and split == "all":
                     print(f"  {call['id']} {call['split']:7s} {call['scenario']:30s} WER {100 * e / max(n, 1):6.1f} % ({e}/{n})")
             speed = f"{audio / wall:14.2f}" if wall else f"{'-':>14s}"
+            speed += f" {cpu_audio / cpu:6.2f}" if cpu else f" {'-':>6s}"
+            speed += f" {heard:3d}/{said:<3d}" if terms else ""
             print(f"{os.path.basename(os.path.normpath(directory)):24s} {split:8s} {100 * errors / words:7.1f} "
                   f"{errors:7d} {words:9d} {in_events:6d} {halluc:7d} {speed}")
 

@@ -11,7 +11,9 @@ Each DIR holds one run (a model and settings): `<id>.<mix>.json` per call (or tr
 `--output-dir` names, `<id>.<mix>.json` for `<id>.<mix>.wav`), and optionally `times.tsv`
 (`id TAB mix TAB wall seconds [TAB load average TAB CPU seconds]`) for the speed columns (audio
 seconds per wall second, per CPU second). `--terms "Acme Solar,..."` adds how many of the
-phrases' mentions in the turns the transcript has (what a vocabulary prompt is for). Calls missing from any DIR are left out of
+phrases' mentions in the turns the transcript has (what a vocabulary prompt is for). `numbers`:
+how many of the numbers read out (`spoken_numbers`: cards, SSNs, phone, zip, order numbers) the
+transcript has with every digit right, in a row. Calls missing from any DIR are left out of
 every DIR's figures, so the rows compare the same calls. Totals sum errors and reference words over
 calls (not a mean of per-call rates), per split (tune, holdout).
 
@@ -51,7 +53,7 @@ SCALES = {"hundred": 100, "thousand": 1000}
 
 def tokens(text):
     """Lower-case words without punctuation, as worker/src/wer.rs `normalize`, with `$`, `%` spelled."""
-    text = re.sub(r"\$\s?(\d[\d,.]*)", r"\1 dollars ", text)
+    text = re.sub(r"\$\s?(\d[\d,]*)(\.00\b)?", r"\1 dollars ", text)
     text = text.replace("%", " percent ")
     text = re.sub(r"(?<=\d),(?=\d{3}\b)", "", text)  # 1,000 -> 1000
     text = re.sub(r"(?<=\d)[:.](?=\d)", " ", text)  # 10:30 -> 10 30, 3.5 -> 3 5
@@ -219,6 +221,15 @@ def terms_heard(call, transcript, terms):
     return said, heard
 
 
+def numbers_heard(call, transcript):
+    """(numbers read out in the call, those whose digits the transcript has in a row): cards,
+    SSNs, phone, zip and order numbers (the manifest's `spoken_numbers`)."""
+    hyp = "".join(w for w in normalize(" ".join(s["text"] for ch in transcript["channels"] for s in ch["segments"]))
+                  if w.isdigit())
+    numbers = call.get("spoken_numbers", [])
+    return len(numbers), sum(n["digits"] in hyp for n in numbers)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("manifest")
@@ -234,7 +245,7 @@ def main():
         sys.exit("no call has a transcript in every run")
     print(f"{len(calls)} calls ({args.mix}): "
           + ", ".join(f"{s} {sum(c['split'] == s for c in calls)}" for s in ("tune", "holdout")))
-    print(f"{'run':24s} {'split':8s} {'WER %':>7s} {'errors':>7s} {'ref words':>9s} {'in ev.':>6s} {'halluc.':>7s} {'audio s/wall s':>14s} {'/CPU s':>6s} {'terms':>7s}")
+    print(f"{'run':24s} {'split':8s} {'WER %':>7s} {'errors':>7s} {'ref words':>9s} {'in ev.':>6s} {'halluc.':>7s} {'audio s/wall s':>14s} {'/CPU s':>6s} {'numbers':>7s} {'terms':>7s}")
     for directory in args.runs:
         times = run_times(directory, args.mix)
         terms = [t.strip() for t in args.terms.split(",") if t.strip()]
@@ -242,12 +253,14 @@ def main():
             chosen = [c for c in calls if split == "all" or c["split"] == split]
             if not chosen:
                 continue
-            errors = words = in_events = halluc = said = heard = 0
+            errors = words = in_events = halluc = said = heard = read = got = 0
             audio = wall = cpu_audio = cpu = 0.0
             for call in chosen:
                 transcript = json.load(open(transcript_path(directory, call, args.mix)))
                 e, n, w, h = call_errors(call, transcript, args.mix)
                 errors, words, in_events, halluc = errors + e, words + n, in_events + w, halluc + h
+                read_here, got_here = numbers_heard(call, transcript)
+                read, got = read + read_here, got + got_here
                 said_here, heard_here = terms_heard(call, transcript, terms)
                 said, heard = said + said_here, heard + heard_here
                 if call["id"] in times:
@@ -259,6 +272,7 @@ def main():
                     print(f"  {call['id']} {call['split']:7s} {call['scenario']:30s} WER {100 * e / max(n, 1):6.1f} % ({e}/{n})")
             speed = f"{audio / wall:14.2f}" if wall else f"{'-':>14s}"
             speed += f" {cpu_audio / cpu:6.2f}" if cpu else f" {'-':>6s}"
+            speed += f" {got:3d}/{read:<3d}"
             speed += f" {heard:3d}/{said:<3d}" if terms else ""
             print(f"{os.path.basename(os.path.normpath(directory)):24s} {split:8s} {100 * errors / words:7.1f} "
                   f"{errors:7d} {words:9d} {in_events:6d} {halluc:7d} {speed}")

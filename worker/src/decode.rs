@@ -26,6 +26,11 @@
 //!
 //! Batching: windows whose prompts have the same length share every step (rows do not see each
 //! other, so a window's result does not depend on its batch); finished windows leave the batch.
+//! Sampling (the fallback temperatures) draws from a generator of the window's own, seeded from
+//! `seed`, the window's features and its prompt ([`window_seed`]): one generator for the whole
+//! decoder made a window's sampled text depend on every window decoded before it, so the same
+//! file gave different words through `transcribe` and through the worker (whose batches mix
+//! calls), exactly where fallback happens most: digits read out, which loop.
 
 use candle_core::{DType, Device, Tensor};
 use rand::rngs::StdRng;
@@ -188,7 +193,6 @@ pub struct Decoder {
     /// Not chosen first.
     suppress_begin: Vec<u32>,
     hotwords: Vec<u32>,
-    rng: StdRng,
 }
 
 impl std::fmt::Debug for Decoder {
@@ -287,7 +291,6 @@ impl Decoder {
             tokenizer.sot_sequence(true, language)?;
         }
         Ok(Decoder {
-            rng: StdRng::seed_from_u64(options.seed),
             lang_ids: config.lang_ids.clone(),
             model,
             tokenizer,
@@ -324,7 +327,7 @@ impl Decoder {
     }
 
     /// Decode `windows` as a batch; one result per window, in order.
-    pub fn decode(&mut self, windows: &[Window]) -> Result<Vec<Decoded>, DecodeError> {
+    pub fn decode(&self, windows: &[Window]) -> Result<Vec<Decoded>, DecodeError> {
         if windows.is_empty() {
             return Ok(Vec::new());
         }
@@ -339,12 +342,21 @@ impl Decoder {
         let mut kept: Vec<Option<Scored>> = (0..windows.len()).map(|_| None).collect();
         let mut failed: Vec<Vec<Scored>> = (0..windows.len()).map(|_| Vec::new()).collect();
         let mut pending: Vec<usize> = (0..windows.len()).collect();
+        let mut samplers: Vec<Option<StdRng>> = (0..windows.len()).map(|_| None).collect();
         let temperatures = self.options.temperatures.clone();
         for &temperature in &temperatures {
             if pending.is_empty() {
                 break;
             }
-            let attempts = self.attempt(&features, &prompts, &pending, temperature)?;
+            if temperature > 0.0 {
+                for &w in &pending {
+                    samplers[w].get_or_insert_with(|| {
+                        StdRng::seed_from_u64(window_seed(self.options.seed, &windows[w]))
+                    });
+                }
+            }
+            let attempts =
+                self.attempt(&features, &prompts, &pending, temperature, &mut samplers)?;
             let mut still = Vec::new();
             for (w, attempt) in pending.iter().copied().zip(attempts) {
                 let text = self.tokenizer.decode(&attempt.hypothesis.tokens)?;
@@ -502,11 +514,12 @@ impl Decoder {
     /// One attempt at `windows` (indices into `features` and `prompts`) at `temperature`,
     /// batched by prompt length.
     fn attempt(
-        &mut self,
+        &self,
         features: &Tensor,
         prompts: &[Vec<u32>],
         windows: &[usize],
         temperature: f64,
+        samplers: &mut [Option<StdRng>],
     ) -> Result<Vec<Attempt>, DecodeError> {
         let mut results: Vec<Option<Attempt>> = (0..windows.len()).map(|_| None).collect();
         let mut lengths: Vec<usize> = windows.iter().map(|&w| prompts[w].len()).collect();
@@ -523,7 +536,19 @@ impl Decoder {
                 .iter()
                 .map(|&i| prompts[windows[i]].as_slice())
                 .collect();
-            let attempts = self.search(&group_features, &group_prompts, temperature)?;
+            let mut group_samplers: Vec<Option<StdRng>> = group
+                .iter()
+                .map(|&i| samplers[windows[i]].take())
+                .collect();
+            let attempts = self.search(
+                &group_features,
+                &group_prompts,
+                temperature,
+                &mut group_samplers,
+            )?;
+            for (&i, sampler) in group.iter().zip(group_samplers) {
+                samplers[windows[i]] = sampler;
+            }
             for (i, attempt) in group.into_iter().zip(attempts) {
                 results[i] = Some(attempt);
             }
@@ -534,12 +559,14 @@ impl Decoder {
             .collect())
     }
 
-    /// Beam search (temperature 0) or sampling for windows with prompts of one length.
+    /// Beam search (temperature 0) or sampling for windows with prompts of one length; sampling
+    /// draws from each window's own generator in `samplers`.
     fn search(
-        &mut self,
+        &self,
         features: &Tensor,
         prompts: &[&[u32]],
         temperature: f64,
+        samplers: &mut [Option<StdRng>],
     ) -> Result<Vec<Attempt>, DecodeError> {
         let sampling = temperature > 0.0;
         let width = if sampling {
@@ -605,7 +632,10 @@ impl Decoder {
             for (slot, &w) in live.iter().enumerate() {
                 let rows = &mut logits[slot * width * vocab..(slot + 1) * width * vocab];
                 let sources = if sampling {
-                    self.sample_step(rows, &mut beams[w], temperature, vocab)
+                    let sampler = samplers[w]
+                        .as_mut()
+                        .expect("a sampled window has its generator");
+                    self.sample_step(rows, &mut beams[w], temperature, vocab, sampler)
                 } else {
                     self.beam_step(
                         rows,
@@ -729,11 +759,12 @@ impl Decoder {
     /// One sampling step: each unfinished row draws its next token from
     /// softmax(logits / temperature). Rows keep their place.
     fn sample_step(
-        &mut self,
+        &self,
         rows: &mut [f32],
         beams: &mut [Hypothesis],
         temperature: f64,
         vocab: usize,
+        sampler: &mut StdRng,
     ) -> Vec<usize> {
         let eot = self.tokenizer.eot;
         for (j, row) in rows.chunks_exact_mut(vocab).enumerate() {
@@ -747,7 +778,7 @@ impl Decoder {
                 *value *= inverse;
             }
             log_softmax_in_place(row);
-            let token = sample(row, self.rng.random::<f64>());
+            let token = sample(row, sampler.random::<f64>());
             hypothesis.sum_logprob += f64::from(row[token as usize]);
             if token == eot {
                 hypothesis.finished = true;
@@ -830,6 +861,20 @@ pub fn apply_timestamp_rules(
     if timestamp_mass > best_text {
         logits[..begin].fill(f32::NEG_INFINITY);
     }
+}
+
+/// The seed of a window's sampler: FNV-1a over `seed`, the window's log-mel features and its
+/// prompt, so equal windows sample equally wherever and with whatever they are decoded.
+fn window_seed(seed: u64, window: &Window) -> u64 {
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let bytes = seed
+        .to_le_bytes()
+        .into_iter()
+        .chain(window.mel.iter().flat_map(|v| v.to_bits().to_le_bytes()))
+        .chain(window.previous.iter().flat_map(|t| t.to_le_bytes()));
+    bytes.fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(PRIME)
+    })
 }
 
 fn log_sum_exp(values: &[f32]) -> f32 {

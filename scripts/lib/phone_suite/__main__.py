@@ -30,7 +30,8 @@ def main():
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--cache", default=os.path.join(REPO, ".local", "phone-suite-cache"))
     args = parser.parse_args()
-    out = args.out or os.path.join(REPO, "fixtures", "calls" if args.fixtures else os.path.join(".local", "phone-suite"))
+    default_out = ("fixtures", "calls") if args.fixtures else (".local", "phone-suite")
+    out = args.out or os.path.join(REPO, *default_out)
     os.makedirs(out, exist_ok=True)
 
     with open(SCENARIOS) as f:

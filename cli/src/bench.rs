@@ -38,6 +38,7 @@ use serde::{Deserialize, Serialize};
 use crate::commands::Settings;
 use crate::transcribe::{open_transcriber, read_recording, set_threads, DEFAULT_MODEL};
 
+mod calls;
 mod worker;
 
 /// The evaluation set of the development checkout (`/work/shared/eval`).
@@ -66,6 +67,10 @@ pub enum BenchCommand {
     /// Throughput of the worker lane, queue to stored transcripts, on the evaluation set
     /// replicated to --calls calls (in a scratch organization of DATABASE_URL).
     Worker(worker::WorkerBenchArgs),
+    /// The phone-call suite (scripts/phone-suite) through enqueue, the worker lane and the judge
+    /// lane: flags, lead temperature, callbacks, DER, speakers, roles, WER and speed, stereo and
+    /// mono, tuned and held-out calls apart (in a scratch organization of DATABASE_URL).
+    Calls(calls::CallsBenchArgs),
 }
 
 #[derive(Args)]
@@ -176,6 +181,7 @@ pub async fn run(settings: &Settings, command: BenchCommand) -> Result<()> {
         BenchCommand::Asr(args) => tokio::task::block_in_place(|| asr(args)),
         BenchCommand::Diarization(args) => tokio::task::block_in_place(|| diarization(args)),
         BenchCommand::Worker(args) => worker::run(settings, args).await,
+        BenchCommand::Calls(args) => calls::run(settings, args).await,
     }
 }
 

@@ -14,7 +14,7 @@ use callscript_core::metrics::{self, Registry};
 use callscript_core::model::Lane;
 use callscript_core::orgs;
 use callscript_worker::batching::windows_per_batch;
-use callscript_worker::device;
+use callscript_worker::device::{self, Device};
 use callscript_worker::lane::{LaneConfig, TranscribeLane};
 use callscript_worker::transcribe::{TranscribeOptions, Transcriber};
 use clap::Args;
@@ -90,7 +90,7 @@ pub(crate) fn seconds(name: &str, value: f64) -> Result<Duration> {
 }
 
 /// The model's name as stored with transcripts: a folder's last component, or the hub id.
-fn model_name(spec: &str) -> String {
+pub(crate) fn model_name(spec: &str) -> String {
     let path = std::path::Path::new(spec);
     if path.exists() {
         if let Some(name) = path.file_name() {
@@ -98,6 +98,52 @@ fn model_name(spec: &str) -> String {
         }
     }
     spec.to_owned()
+}
+
+/// The transcriber the worker lane runs: the model on its device with as many windows per pass
+/// as the device's free memory holds (at most [`MAX_WINDOWS_CPU`] on the CPU and
+/// [`MAX_WINDOWS_GPU`] on a GPU) unless `batch_size` says, diarizing with `speakers` when given.
+/// `callscript bench calls` opens the same one, so it measures what the worker does. Returns the
+/// windows per pass too.
+pub(crate) fn open_lane_transcriber(
+    model: &ModelArgs,
+    batch_size: Option<usize>,
+    speakers: Option<&SpeakerArgs>,
+) -> Result<(Transcriber, Device, usize)> {
+    let (decoder, device) = tokio::task::block_in_place(|| {
+        open_decoder(&model.model, &model.device, model.decode_options(true))
+    })?;
+    let batch_size = match batch_size {
+        Some(0) => bail!("--batch-size must be at least 1"),
+        Some(size) => size,
+        None => {
+            let cap = if device.is_cpu() {
+                MAX_WINDOWS_CPU
+            } else {
+                MAX_WINDOWS_GPU
+            };
+            match device::memory(&device) {
+                Some(memory) => windows_per_batch(
+                    &decoder.model().dims,
+                    decoder.model().dtype(),
+                    model.beam_size,
+                    memory.free,
+                    cap,
+                ),
+                None => MAX_WINDOWS_CPU,
+            }
+        }
+    };
+    let options = TranscribeOptions {
+        batch_size,
+        initial_prompt: model.initial_prompt.clone(),
+        ..TranscribeOptions::default()
+    };
+    let mut transcriber = Transcriber::new(decoder, options)?;
+    if let Some(speakers) = speakers {
+        transcriber = transcriber.with_diarizer(speakers.open_diarizer()?);
+    }
+    Ok((transcriber, device, batch_size))
 }
 
 pub async fn run(settings: &Settings, args: WorkerArgs) -> Result<()> {
@@ -140,40 +186,9 @@ pub async fn run(settings: &Settings, args: WorkerArgs) -> Result<()> {
     let store = open_reachable_storage(settings).await?;
 
     // The model last: the slowest check, and the one that needs the settings above to matter.
-    let model = &args.model;
-    let (decoder, device) = tokio::task::block_in_place(|| {
-        open_decoder(&model.model, &model.device, model.decode_options(true))
-    })?;
-    let batch_size = match args.batch_size {
-        Some(0) => bail!("--batch-size must be at least 1"),
-        Some(size) => size,
-        None => {
-            let cap = if device.is_cpu() {
-                MAX_WINDOWS_CPU
-            } else {
-                MAX_WINDOWS_GPU
-            };
-            match device::memory(&device) {
-                Some(memory) => windows_per_batch(
-                    &decoder.model().dims,
-                    decoder.model().dtype(),
-                    model.beam_size,
-                    memory.free,
-                    cap,
-                ),
-                None => MAX_WINDOWS_CPU,
-            }
-        }
-    };
-    let options = TranscribeOptions {
-        batch_size,
-        initial_prompt: model.initial_prompt.clone(),
-        ..TranscribeOptions::default()
-    };
-    let mut transcriber = Transcriber::new(decoder, options)?;
-    if !args.no_diarize {
-        transcriber = transcriber.with_diarizer(args.speakers.open_diarizer()?);
-    }
+    let speakers = (!args.no_diarize).then_some(&args.speakers);
+    let (transcriber, device, batch_size) =
+        open_lane_transcriber(&args.model, args.batch_size, speakers)?;
 
     let registry = Registry::new();
     registry

@@ -170,7 +170,7 @@ pub async fn run(settings: &Settings, args: WorkerArgs) -> Result<()> {
         initial_prompt: model.initial_prompt.clone(),
         ..TranscribeOptions::default()
     };
-    let mut transcriber = Transcriber::new(decoder, options)?;
+    let mut transcriber = Transcriber::new(decoder, options)?.with_silero(model.open_vad()?);
     if !args.no_diarize {
         transcriber = transcriber.with_diarizer(args.speakers.open_diarizer()?);
     }

@@ -828,20 +828,8 @@ fn measure_speech_detectors() {
         ),
         ("silero pad 200".into(), Detector::Silero(transcriber)),
         (
-            "silero 0.6/0.45 pad 200".into(),
-            Detector::Silero(SileroOptions {
-                threshold: 0.6,
-                neg_threshold: 0.45,
-                ..transcriber
-            }),
-        ),
-        (
-            "silero 0.4/0.25 pad 200".into(),
-            Detector::Silero(SileroOptions {
-                threshold: 0.4,
-                neg_threshold: 0.25,
-                ..transcriber
-            }),
+            "silero transcriber".into(),
+            Detector::Silero(silero::TRANSCRIBER),
         ),
         ("silero ∧ dsp".into(), Detector::Both(transcriber)),
     ];
@@ -943,7 +931,10 @@ fn measure_words_on_non_speech() {
             "silero pad 200",
             Some(Detector::Silero(transcriber_options)),
         ),
-        ("silero ∧ dsp", Some(Detector::Both(transcriber_options))),
+        (
+            "silero transcriber",
+            Some(Detector::Silero(silero::TRANSCRIBER)),
+        ),
     ];
     let mut transcriber = common::tiny_en_transcriber(TranscribeOptions {
         vad: None,
@@ -1026,5 +1017,102 @@ fn the_transcriber_writes_speech_and_nothing_for_non_speech() {
         } else {
             assert!(words.is_empty(), "{}: {words:?}", recording.name);
         }
+    }
+}
+
+/// Words the transcriber (tiny.en) puts inside the `hold_music`, `ringback`, `dtmf` and
+/// `silence` events of the phone-call suite (`scripts/phone-suite --out DIR`, then
+/// `CALLSCRIPT_PHONE_SUITE=DIR`), stereo and mono, tune and holdout, with each way of finding
+/// speech (`MODES`, default `none,dsp,silero`). A segment's words count when at least half of
+/// it lies inside an event.
+#[test]
+#[ignore = "measurement (minutes): CALLSCRIPT_PHONE_SUITE=DIR cargo test --test vad -- --ignored --nocapture measure_words_in_suite"]
+fn measure_words_in_suite_events() {
+    let dir = std::path::PathBuf::from(
+        std::env::var("CALLSCRIPT_PHONE_SUITE").expect("CALLSCRIPT_PHONE_SUITE=<suite dir>"),
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&read(&dir.join("manifest.json"))).unwrap();
+    let model = Arc::new(
+        SileroVad::open(&repo_path("models/silero-vad/silero_vad_16k_op15.onnx")).unwrap(),
+    );
+    let modes = std::env::var("MODES").unwrap_or_else(|_| "none,dsp,silero".into());
+    let mut words_by_mode = Vec::new();
+    for mode in modes.split(',') {
+        let mut transcriber = common::tiny_en_transcriber(TranscribeOptions {
+            vad: (mode != "none").then(VadOptions::default),
+            ..TranscribeOptions::default()
+        });
+        if mode == "silero" {
+            transcriber = transcriber.with_silero(model.clone());
+        }
+        // [tune, holdout][stereo, mono]
+        let mut totals = [[0usize; 2]; 2];
+        let started = Instant::now();
+        let mut audio_seconds = 0.0;
+        for call in manifest["calls"].as_array().unwrap() {
+            let spans: Vec<(f64, f64)> = call["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|e| {
+                    ["hold_music", "ringback", "dtmf", "silence"]
+                        .contains(&e["kind"].as_str().unwrap())
+                })
+                .map(|e| (e["start"].as_f64().unwrap(), e["end"].as_f64().unwrap()))
+                .collect();
+            if spans.is_empty() {
+                continue;
+            }
+            let holdout = usize::from(call["split"] == "holdout");
+            for (k, key) in ["stereo", "mono"].iter().enumerate() {
+                let name = call[key].as_str().unwrap();
+                let extension = name.rsplit('.').next().unwrap();
+                let audio = decode(
+                    &read(&dir.join(name)),
+                    Some(extension),
+                    &AudioLimits::default(),
+                )
+                .unwrap();
+                let recording = Recording {
+                    name: name.into(),
+                    channels: audio.channels,
+                };
+                audio_seconds += recording.duration();
+                let transcript = transcriber
+                    .transcribe(std::slice::from_ref(&recording), &mut |_| {})
+                    .unwrap();
+                let mut words = Vec::new();
+                for segment in transcript[0].channels.iter().flat_map(|c| &c.segments) {
+                    let length = (segment.end - segment.start).max(1e-6);
+                    let inside: f64 = spans
+                        .iter()
+                        .map(|&(s, e)| (segment.end.min(e) - segment.start.max(s)).max(0.0))
+                        .sum();
+                    if inside / length >= 0.5 {
+                        words.extend(normalize(&segment.text));
+                    }
+                }
+                totals[holdout][k] += words.len();
+                eprintln!("{mode} {} {key}: {words:?}", call["id"]);
+            }
+        }
+        eprintln!(
+            "{mode}: words inside events: tune stereo {} mono {}, holdout stereo {} mono {} \
+             ({audio_seconds:.0} s of audio in {:.0} s)",
+            totals[0][0],
+            totals[0][1],
+            totals[1][0],
+            totals[1][1],
+            started.elapsed().as_secs_f64()
+        );
+        words_by_mode.push((mode.to_owned(), totals));
+    }
+    if let Some((_, silero)) = words_by_mode.iter().find(|(m, _)| m == "silero") {
+        assert_eq!(
+            silero.iter().flatten().sum::<usize>(),
+            0,
+            "{words_by_mode:?}"
+        );
     }
 }

@@ -6,6 +6,7 @@
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
@@ -15,6 +16,7 @@ use callscript_worker::device;
 use callscript_worker::device::Device;
 use callscript_worker::diarize::DiarizeOptions;
 use callscript_worker::roles::RoleOptions;
+use callscript_worker::silero::SileroVad;
 use callscript_worker::source::ModelSource;
 use callscript_worker::speaker::SpeakerEncoder;
 use callscript_worker::transcribe::{
@@ -36,6 +38,9 @@ pub const DEFAULT_MODEL: &str = "models/whisper-base";
 
 /// The speaker encoder `scripts/fetch-models` unpacks (resemblyzer's GE2E).
 pub const DEFAULT_SPEAKER_MODEL: &str = "models/resemblyzer/pretrained.pt";
+
+/// The voice activity detector `scripts/fetch-models` unpacks (Silero VAD v6).
+pub const DEFAULT_VAD_MODEL: &str = "models/silero-vad/silero_vad_16k_op15.onnx";
 
 /// Files decoded and transcribed together: enough to fill batches, few enough that an hour-long
 /// recording per file stays within memory.
@@ -98,9 +103,24 @@ pub struct ModelArgs {
     /// CPU threads (default: all cores).
     #[arg(long, env = "CALLSCRIPT_THREADS")]
     pub threads: Option<usize>,
+    /// The voice activity detector (Silero VAD v6's 16 kHz ONNX model): only what it finds to
+    /// be speech is decoded.
+    #[arg(long, env = "CALLSCRIPT_VAD_MODEL", default_value = DEFAULT_VAD_MODEL)]
+    pub vad_model: PathBuf,
 }
 
 impl ModelArgs {
+    /// Loads the voice activity detector.
+    pub fn open_vad(&self) -> Result<Arc<SileroVad>> {
+        let model = SileroVad::open(&self.vad_model).with_context(|| {
+            format!(
+                "VAD model {} (run scripts/fetch-models, or pass --vad-model)",
+                self.vad_model.display()
+            )
+        })?;
+        Ok(Arc::new(model))
+    }
+
     pub fn decode_options(&self, timestamps: bool) -> DecodeOptions {
         DecodeOptions {
             language: self.language.clone(),
@@ -237,6 +257,9 @@ pub fn run(args: TranscribeArgs) -> Result<()> {
     };
     let decode = args.model.decode_options(!args.without_timestamps);
     let mut transcriber = open_transcriber(&args.model.model, &args.model.device, decode, options)?;
+    if !args.no_vad {
+        transcriber = transcriber.with_silero(args.model.open_vad()?);
+    }
     if args.diarize {
         transcriber = transcriber.with_diarizer(args.speakers.open_diarizer()?);
     }

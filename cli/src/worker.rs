@@ -139,7 +139,7 @@ pub(crate) fn open_lane_transcriber(
         initial_prompt: model.initial_prompt.clone(),
         ..TranscribeOptions::default()
     };
-    let mut transcriber = Transcriber::new(decoder, options)?;
+    let mut transcriber = Transcriber::new(decoder, options)?.with_silero(model.open_vad()?);
     if let Some(speakers) = speakers {
         transcriber = transcriber.with_diarizer(speakers.open_diarizer()?);
     }

@@ -15,6 +15,7 @@
 //! - [`batching`]: windows per forward pass from the device's free memory.
 //! - [`device`]: `--device cpu|cuda[:N]` and the dtype used there.
 //! - [`crosstalk`]: a channel's speech without the other party's bleed into its microphone.
+//! - [`silero`]: Silero VAD v6 in Candle: speech probabilities every 32 ms, silero's speech regions.
 //! - [`speaker`]: speaker embeddings (resemblyzer's GE2E encoder, from its legacy `.pt` file).
 //! - [`vad`]: speech regions of a channel (noise and silence rejected), merged into ≤ 30 s chunks.
 //! - [`roles`]: which speaker is the agent (channel map, agent phrases, campaign script).
@@ -34,6 +35,7 @@ pub mod mel;
 pub mod model;
 pub mod roles;
 pub mod source;
+pub mod silero;
 pub mod speaker;
 pub mod tokenizer;
 pub mod transcribe;

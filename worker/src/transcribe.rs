@@ -1,6 +1,7 @@
 //! Recordings → transcripts: voice activity detection, chunks, batched decoding, segments.
 //!
-//! Each channel of each recording is cut by [`crate::vad`] into speech regions (less the other
+//! Each channel of each recording is cut into speech regions by Silero VAD ([`crate::silero`],
+//! when the transcriber has it) or else by [`crate::vad`]'s detector (less the other
 //! party's bleed into its microphone, [`crate::crosstalk`]), merged into
 //! chunks of at most 30 s (WhisperX's scheme: no window ever straddles silence that Whisper
 //! would fill with invented text, and chunks are independent, so chunks of many calls share a
@@ -21,6 +22,7 @@ use crate::decode::{DecodeError, Decoder, Window};
 use crate::diarize::{self, DiarizeOptions};
 use crate::mel::{LogMel, MelExtractor, HOP_LENGTH, SAMPLE_RATE, WINDOW_FRAMES};
 use crate::roles::{assign_roles, RoleOptions};
+use crate::silero::{SileroError, SileroVad};
 use crate::speaker::{SpeakerEncoder, SpeakerError};
 use crate::transcript::{ChannelTranscript, Segment, Transcript};
 use crate::vad::{self, SpeechRegion, VadOptions};
@@ -117,6 +119,8 @@ pub enum TranscribeError {
     Decode(#[from] DecodeError),
     #[error("diarizing: {0}")]
     Diarize(#[from] SpeakerError),
+    #[error("voice activity detection: {0}")]
+    Vad(#[from] SileroError),
 }
 
 /// Who said what: each channel of a multi-channel recording is one speaker (one party per
@@ -136,6 +140,7 @@ pub struct Transcriber {
     options: TranscribeOptions,
     prompt: Vec<u32>,
     diarizer: Option<Diarizer>,
+    silero: Option<std::sync::Arc<SileroVad>>,
 }
 
 impl std::fmt::Debug for Transcriber {
@@ -144,6 +149,7 @@ impl std::fmt::Debug for Transcriber {
             .field("decoder", &self.decoder)
             .field("options", &self.options)
             .field("diarize", &self.diarizer.is_some())
+            .field("silero", &self.silero.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -162,12 +168,19 @@ impl Transcriber {
             options,
             prompt,
             diarizer: None,
+            silero: None,
         })
     }
 
     /// Label every segment with its speaker.
     pub fn with_diarizer(mut self, diarizer: Diarizer) -> Transcriber {
         self.diarizer = Some(diarizer);
+        self
+    }
+
+    /// Find speech with Silero VAD where VAD is on ([`crate::silero::speech`]).
+    pub fn with_silero(mut self, silero: std::sync::Arc<SileroVad>) -> Transcriber {
+        self.silero = Some(silero);
         self
     }
 
@@ -181,8 +194,10 @@ impl Transcriber {
         recordings: &[Recording],
         progress: &mut dyn FnMut(Progress),
     ) -> Result<Vec<Transcript>, TranscribeError> {
-        let speech: Vec<Vec<Option<Vec<SpeechRegion>>>> =
-            recordings.iter().map(|r| self.speech(r)).collect();
+        let speech: Vec<Vec<Option<Vec<SpeechRegion>>>> = recordings
+            .iter()
+            .map(|r| self.speech(r))
+            .collect::<Result<_, _>>()?;
         let mut jobs = self.jobs(recordings, &speech);
         let total_seconds: f64 =
             jobs.iter().map(|j| j.len as f64).sum::<f64>() / SAMPLE_RATE as f64;
@@ -245,13 +260,18 @@ impl Transcriber {
 
     /// Each channel's speech regions, less the other party's bleed, when VAD is on (`None`
     /// when it is off).
-    fn speech(&self, recording: &Recording) -> Vec<Option<Vec<SpeechRegion>>> {
+    fn speech(&self, recording: &Recording) -> Result<Vec<Option<Vec<SpeechRegion>>>, SileroError> {
         let channels = &recording.channels;
         (0..channels.len())
             .map(|c| {
-                let options = self.options.vad.as_ref()?;
-                let regions = vad::speech_regions(&channels[c], options);
-                Some(crosstalk::own_speech(channels, c, &regions))
+                let Some(options) = self.options.vad.as_ref() else {
+                    return Ok(None);
+                };
+                let regions = match &self.silero {
+                    Some(silero) => crate::silero::speech(silero, &channels[c])?,
+                    None => vad::speech_regions(&channels[c], options),
+                };
+                Ok(Some(crosstalk::own_speech(channels, c, &regions)))
             })
             .collect()
     }

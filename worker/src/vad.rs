@@ -69,7 +69,11 @@
 //! - One hour of audio in 1.3–1.5 s (0.04 % of real time); about 100 MB besides the samples.
 //!
 //! Not rejected, by design: sounds that are speech-like in all three ways: music (hold music
-//! too), voices on a television or behind the caller, the far end's echo. Noise that a gate
+//! too), voices on a television or behind the caller, the far end's echo. Nor, measured since,
+//! DTMF keyed as a card number (digits changing every 180 ms pass test 3), and a short
+//! utterance next to tones can fail test 3 with them as one stretch. So where the Silero model
+//! is loaded the transcriber finds speech with [`crate::silero`] instead (figures there); this
+//! detector serves transcribers built without it. Noise that a gate
 //! switches on only around speech (no noise in the pauses, digital silence instead) has no
 //! floor of its own to be measured against, so the region reaches over it, by up to the gate's
 //! opening; a voiceless burst of it alone is still rejected by test 2.

@@ -243,17 +243,24 @@ fn error_rates(same: &[f32], different: &[f32], threshold: f32) -> (f32, f32) {
     (misses, false_alarms)
 }
 
-/// The equal error rate (the larger of the two rates where they come closest, over every
-/// threshold) and that threshold.
+/// The equal error rate (the larger of the two rates where they come closest) and its threshold:
+/// the middle of the thresholds that reach it, each threshold tried halfway between two scores.
 fn equal_error_rate(same: &[f32], different: &[f32]) -> (f32, f32) {
-    same.iter()
-        .chain(different)
-        .map(|&threshold| {
+    let mut sorted: Vec<f32> = same.iter().chain(different).copied().collect();
+    sorted.sort_by(f32::total_cmp);
+    let rated: Vec<(f32, f32)> = sorted
+        .windows(2)
+        .map(|pair| {
+            let threshold = (pair[0] + pair[1]) / 2.0;
             let (misses, false_alarms) = error_rates(same, different, threshold);
             (misses.max(false_alarms), threshold)
         })
-        .min_by(|a, b| a.0.total_cmp(&b.0))
-        .unwrap()
+        .collect();
+    let eer = rated.iter().map(|r| r.0).fold(f32::MAX, f32::min);
+    let reaching = rated.iter().filter(|r| r.0 == eer).map(|r| r.1);
+    let lowest = reaching.clone().fold(f32::MAX, f32::min);
+    let highest = reaching.fold(f32::MIN, f32::max);
+    (eer, (lowest + highest) / 2.0)
 }
 
 fn mean(values: &[f32]) -> f32 {

@@ -17,6 +17,8 @@
 //! - [`crosstalk`]: a channel's speech without the other party's bleed into its microphone.
 //! - [`silero`]: Silero VAD v6 in Candle: speech probabilities every 32 ms, silero's speech regions.
 //! - [`speaker`]: speaker embeddings (resemblyzer's GE2E encoder, from its legacy `.pt` file).
+//! - [`campplus`]: speaker-verification embeddings (3D-Speaker's CAM++, from its state dict).
+//! - [`fbank`]: Kaldi's log-mel filterbank features (CAM++'s input).
 //! - [`vad`]: speech regions of a channel (noise and silence rejected), merged into ≤ 30 s chunks.
 //! - [`roles`]: which speaker is the agent (channel map, agent phrases, campaign script).
 //! - [`transcript`]: the transcription result per channel; text, JSON, SRT and WebVTT.
@@ -24,11 +26,13 @@
 
 pub mod audio;
 pub mod batching;
+pub mod campplus;
 pub mod crosstalk;
 pub mod ct2;
 pub mod decode;
 pub mod device;
 pub mod diarize;
+pub mod fbank;
 pub mod kernels;
 pub mod lane;
 pub mod mel;

@@ -700,3 +700,41 @@ fn a_phrase_with_a_whole_word_wrong_is_another_phrase() {
         )
     );
 }
+
+#[test]
+fn what_the_customer_means_sets_the_temperature_however_it_is_said() {
+    let temperature = |customer: &str| {
+        let segments = vec![
+            seg(0.0, 4.0, "agent", PITCH),
+            seg(4.5, 10.0, "customer", customer),
+            seg(10.5, 12.0, "agent", "Alright."),
+        ];
+        assess(&segments, &lasting(12_000), started_at()).temperature
+    };
+    use Temperature::*;
+    for (said, expected) in [
+        // Commits: buys, orders, asks to proceed, gives the card.
+        ("Yes, I'd like to buy the home battery package.", Hot),
+        ("Okay, I want to order it today.", Hot),
+        ("Perfect, go ahead and place the order.", Hot),
+        ("Fine, I'll take the premium plan.", Hot),
+        ("Okay, I'm ready to get started today.", Hot),
+        ("Sure, my card is 4111 1111 1111 1111.", Hot),
+        // Interested without committing: a question, time to think, a callback, information.
+        ("Okay. How much would it cost per month?", Warm),
+        (
+            "Hmm, let me think about it and talk to my husband first.",
+            Warm,
+        ),
+        ("I'm at work, can you call me back tomorrow at three?", Warm),
+        ("Can you send me the details by email?", Warm),
+        // Not interested, a wrong number, no engagement, a do-not-call request.
+        ("I'm not interested, thanks.", Cold),
+        ("You have the wrong number, there's no Robert here.", Cold),
+        ("Hello?", Cold),
+        ("How much is it? Actually no, stop calling me.", Cold),
+        ("No, I don't want to buy anything.", Cold),
+    ] {
+        assert_eq!(temperature(said), expected, "{said:?}");
+    }
+}

@@ -26,8 +26,12 @@ use crate::transcript::{NumberKind, Transcript};
 use crate::SpeakerRole;
 
 // The scoring model. A customer who talks (40 words: 18), asks about two topics (+16) and wants
-// a callback (+20) despite an objection (−10) is warm at 44; saying they are interested twice on
-// top (+30) makes them hot at 74; "not interested" (−40) outweighs anything short of a sale.
+// a callback (+20) despite an objection (−10) is warm at 44; any interest without a refusal (a
+// question about the offer, a callback, wanting to think it over) is warm at least; only a
+// commitment (or the vendor's conversion) is hot: interest alone stops short of it. "Not
+// interested" (−40) outweighs anything short of a sale. The temperatures mean what the phone-call
+// suite says: hot, the customer commits; warm, interested without committing; cold, not
+// interested, a refusal, a do-not-call request, a wrong number, no engagement.
 
 /// A score at least this is hot.
 pub const HOT_MIN: u8 = 70;
@@ -186,6 +190,7 @@ const CONSIDERING_PHRASES: &[&str] = &[
 const NOT_INTERESTED: &str = "not-interested";
 const COMMITMENT: &str = "commitment";
 const CONSIDERING: &str = "considering";
+const UNCOMMITTED: &str = "uncommitted";
 const DO_NOT_CALL: &str = "do-not-call";
 
 /// A plain refusal (an objection labelled [`NOT_INTERESTED`]).
@@ -511,7 +516,8 @@ pub struct LeadAssessment {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Signal {
     /// "engagement", "duration", "intent", "question", "objection", "not-interested",
-    /// "callback", "commitment", "converted" or "do-not-call".
+    /// "considering", "callback", "commitment", "uncommitted" (interest without a commitment
+    /// held under hot), "converted" or "do-not-call".
     pub name: String,
     pub weight: i32,
     /// A question's topic or an objection's kind.
@@ -663,6 +669,18 @@ pub fn assess(
     }
     if let Some(i) = signals.iter().position(|s| s.name == COMMITMENT) {
         signals[i].weight = COMMITMENT_WEIGHT.max(SALE_FLOOR - total(&signals));
+    }
+    if !facts.converted && !signals.iter().any(|s| s.name == COMMITMENT) {
+        let over = total(&signals) - (i32::from(HOT_MIN) - 1);
+        if over > 0 {
+            signals.push(Signal {
+                name: UNCOMMITTED.to_owned(),
+                weight: -over,
+                label: None,
+                evidence: Some("no commitment: warm at most".to_owned()),
+                start_ms: None,
+            });
+        }
     }
     if facts.converted {
         let evidence = match facts.conversion_value {

@@ -158,7 +158,7 @@ fn written_calls_score_as_expected() {
             warm_callback(),
             lasting(150_000),
             expect(
-                47,
+                57,
                 Warm,
                 CallbackRequested,
                 &[
@@ -169,6 +169,7 @@ fn written_calls_score_as_expected() {
                     ("question:contract", 8),
                     ("question:eligibility", 8),
                     ("objection:timing", -10),
+                    ("considering", 10),
                     ("callback", 20),
                 ],
             ),
@@ -211,14 +212,14 @@ fn written_calls_score_as_expected() {
                 ),
             ],
             lasting(50_000),
-            // 58 words: 21.
+            // 58 words: 21; 37 in all, the first question lifts it to warm.
             expect(
-                37,
-                Cold,
+                40,
+                Warm,
                 CallbackRequested,
                 &[
                     ("engagement", 21),
-                    ("question:price", 8),
+                    ("question:price", 11),
                     ("objection:price", -10),
                     ("question:coverage", 8),
                     ("objection:trust", -10),
@@ -245,8 +246,9 @@ fn written_calls_score_as_expected() {
                 ),
             ],
             lasting(60_000),
+            // 70, held under hot: no commitment.
             expect(
-                60,
+                69,
                 Warm,
                 Interested,
                 &[
@@ -255,6 +257,8 @@ fn written_calls_score_as_expected() {
                     ("question:price", 8),
                     ("question:eligibility", 8),
                     ("intent", 15),
+                    ("considering", 10),
+                    ("uncommitted", -1),
                 ],
             ),
         ),
@@ -690,7 +694,14 @@ fn a_phrase_with_a_whole_word_wrong_is_another_phrase() {
     // Misheard words still count.
     assert_eq!(
         said("I would like to sine up today."),
-        (vec!["engagement".to_owned(), "intent".to_owned()], false)
+        (
+            vec![
+                "engagement".to_owned(),
+                "intent".to_owned(),
+                "commitment".to_owned()
+            ],
+            false
+        )
     );
     assert_eq!(
         said("Please dont call me agin, okay?"),

@@ -44,6 +44,7 @@ pub const MIGRATIONS: &[Migration] = migrations![
     "0013_notification_policy_and_queue_alerts.sql",
     "0014_pii_findings.sql",
     "0015_recording_links.sql",
+    "0016_role_confidence.sql",
 ];
 
 impl Migration {

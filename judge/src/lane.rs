@@ -9,6 +9,9 @@
 //! reads the stored findings, so its card and social security flags come back the same, and no
 //! flag, finding, summary or prompt holds more than a number's last four digits.
 //!
+//! A call whose speaker roles the worker assigned with low confidence (`role_confidence`) is
+//! judged with its roles read as unknown and gets a [`ROLES_UNCERTAIN_FLAG`] flag for review.
+//!
 //! Each call is judged by its campaign's stored rulebook, else its organization's, else the
 //! compiled-in one ([`crate::rulebook_store::for_call`]), unless the lane was given one rulebook
 //! for every call. The same transaction assesses the call as a lead ([`crate::lead`]) and writes
@@ -41,7 +44,7 @@ use crate::lead::{assess, CallFacts, LeadAssessment, Temperature};
 use crate::pii::{self, PiiFinding, DETECTED_BY_JUDGE};
 use crate::rulebook_store::{self, RulebookStoreError};
 use crate::transcript::Transcript;
-use crate::{redact, Finding, Redaction, Rulebook};
+use crate::{redact, Category, Finding, Redaction, Rulebook, Severity};
 use callscript_notify::{enqueue_compliance_flags, enqueue_event, Event};
 
 /// Requests in flight to the brain at once: enough to keep a vLLM server's batch busy, few
@@ -277,10 +280,23 @@ impl JudgeLane {
                 .collect::<Vec<_>>()
                 .join(" ");
         }
-        let findings = rulebook.evaluate_transcript(
-            &Transcript::read(&transcript.segments, &pii),
-            call.duration_ms,
-        );
+        let role_confidence: Option<f32> = client
+            .query_opt(
+                "SELECT role_confidence FROM core.transcripts WHERE call_id = $1",
+                &[&call.id],
+            )
+            .await
+            .map_err(DbError::from)?
+            .and_then(|row| row.get(0));
+        let read =
+            Transcript::read(&transcript.segments, &pii).with_role_confidence(role_confidence);
+        let mut findings = rulebook.evaluate_transcript(&read, call.duration_ms);
+        if read.roles_uncertain {
+            findings.push(roles_uncertain(
+                role_confidence.unwrap_or(0.0),
+                call.duration_ms,
+            ));
+        }
         let facts = call_facts(call);
         let assessment = assess(
             &transcript.segments,
@@ -433,6 +449,27 @@ impl JudgeLane {
             brain_fallbacks: usize::from(brain_outcome.is_some() && review.is_none()),
             ..JudgeReport::default()
         }))
+    }
+}
+
+/// The review mark of a call whose speakers' roles are a guess: a flag beside the rulebook's.
+pub const ROLES_UNCERTAIN_FLAG: &str = "speaker-roles-uncertain";
+
+/// The finding that marks a call for review because its roles were assigned with `confidence`
+/// (under [`crate::transcript::ROLES_CERTAIN_FROM`]).
+fn roles_uncertain(confidence: f32, duration_ms: Option<i32>) -> Finding {
+    Finding {
+        rule_id: ROLES_UNCERTAIN_FLAG.to_owned(),
+        category: Category::Quality,
+        severity: Severity::Low,
+        evidence: format!(
+            "speaker roles assigned with confidence {confidence:.2}: who said what needs review; \
+             rules about one party read every party"
+        ),
+        start_ms: Some(0),
+        end_ms: duration_ms,
+        speaker: None,
+        role: None,
     }
 }
 

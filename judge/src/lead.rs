@@ -22,12 +22,16 @@ use crate::followup;
 use crate::matcher::{find_all, DEFAULT_FUZZINESS};
 use crate::normalize;
 use crate::rulebook::DO_NOT_CALL_PHRASES;
-use crate::transcript::Transcript;
+use crate::transcript::{NumberKind, Transcript};
 use crate::SpeakerRole;
 
 // The scoring model. A customer who talks (40 words: 18), asks about two topics (+16) and wants
-// a callback (+20) despite an objection (−10) is warm at 44; saying they are interested twice on
-// top (+30) makes them hot at 74; "not interested" (−40) outweighs anything short of a sale.
+// a callback (+20) despite an objection (−10) is warm at 44; any interest without a refusal (a
+// question about the offer, a callback, wanting to think it over) is warm at least; only a
+// commitment (or the vendor's conversion) is hot: interest alone stops short of it. "Not
+// interested" (−40) outweighs anything short of a sale. The temperatures mean what the phone-call
+// suite says: hot, the customer commits; warm, interested without committing; cold, not
+// interested, a refusal, a do-not-call request, a wrong number, no engagement.
 
 /// A score at least this is hot.
 pub const HOT_MIN: u8 = 70;
@@ -51,6 +55,8 @@ const QUESTION_WEIGHT: i32 = 8;
 const QUESTIONS_COUNTED: usize = 3;
 /// Asking to be called back keeps the lead open.
 const CALLBACK_WEIGHT: i32 = 20;
+/// Wanting to think it over or read more is interest too.
+const CONSIDERING_WEIGHT: i32 = 10;
 /// An objection is a concern to answer, not a refusal: once per kind, a few at most.
 const OBJECTION_WEIGHT: i32 = -10;
 const OBJECTIONS_COUNTED: usize = 3;
@@ -61,6 +67,9 @@ const NOT_INTERESTED_WEIGHT: i32 = -40;
 const COMMITMENT_WEIGHT: i32 = 30;
 const CONVERTED_WEIGHT: i32 = 30;
 pub const SALE_FLOOR: i32 = 90;
+/// Interest without a refusal (a question about the offer, a callback request, wanting to
+/// think it over, "I'm interested") is warm: its first signal lifts the score to at least this.
+pub const INTEREST_FLOOR: i32 = WARM_MIN as i32;
 
 /// The most word errors a phrase is found with: less than one whole word, so a long phrase is
 /// not found with a word of it replaced or two of its words heard as one other ("i would like
@@ -98,30 +107,97 @@ const INTENT_PHRASES: &[&str] = &[
     "send me the details",
 ];
 
-/// The customer agrees to buy or sign up.
+/// The customer agrees to buy or sign up, or asks to proceed now (on top of the
+/// [`COMMIT_LEADS`] × [`COMMIT_ACTIONS`] phrases and a card number the customer reads out).
 const COMMITMENT_PHRASES: &[&str] = &[
     "sign me up",
+    "count me in",
     "let us do it",
     "let us do this",
     "let us go ahead",
+    "let us get started",
+    "let us get it started",
     "i will take it",
     "i will take that",
-    "count me in",
-    "i will sign up",
-    "i will buy it",
+    "i will take the",
     "i will go for it",
     "you have got a deal",
     "it is a deal",
+    "place the order",
+    "put in the order",
+    "go ahead and order",
+    "put it on my card",
+    "charge my card",
+    "charge it to my",
+    "pay with my card",
+    "pay with my",
+    "here is my card",
+    "use my card",
+    "set it up",
+];
+
+/// How a customer says they will buy, with any of [`COMMIT_ACTIONS`] after it: "like to" +
+/// "order". Said as one phrase, so the matcher's tolerance covers the whole; without the
+/// subject, which ASR drops or garbles ("i like to buy" for "i'd like to buy"), and a negation
+/// just before turns it around ("i don't want to buy").
+const COMMIT_LEADS: &[&str] = &[
+    "want to",
+    "like to",
+    "love to",
+    "i will",
+    "we will",
+    "going to",
+    "ready to",
+    "decided to",
+];
+const COMMIT_ACTIONS: &[&str] = &[
+    "buy",
+    "purchase",
+    "order",
+    "sign up",
+    "enroll",
+    "join",
+    "subscribe",
+    "renew",
+    "upgrade",
+    "switch",
+    "go ahead",
+    "proceed",
+    "get started",
+    "book",
+    "pay",
+];
+
+/// The customer wants time to decide or more to read: interested, not committed.
+const CONSIDERING_PHRASES: &[&str] = &[
+    "think about it",
+    "think it over",
+    "let me think",
+    "i will think",
+    "get back to you",
+    "look it over",
+    "look at it",
+    "compare",
+    "more quotes",
+    "not ready to decide",
+    "decide later",
+    "send me",
+    "email me",
+    "mail me",
 ];
 
 /// Signal names the scoring looks for.
 const NOT_INTERESTED: &str = "not-interested";
 const COMMITMENT: &str = "commitment";
+const CONSIDERING: &str = "considering";
+const UNCOMMITTED: &str = "uncommitted";
 const DO_NOT_CALL: &str = "do-not-call";
 
 /// A plain refusal (an objection labelled [`NOT_INTERESTED`]).
 const NOT_INTERESTED_PHRASES: &[&str] = &[
     "not interested",
+    "wrong number",
+    "no thanks",
     "not really interested",
     "not for me",
     "i will pass",
@@ -440,7 +516,8 @@ pub struct LeadAssessment {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Signal {
     /// "engagement", "duration", "intent", "question", "objection", "not-interested",
-    /// "callback", "commitment", "converted" or "do-not-call".
+    /// "considering", "callback", "commitment", "uncommitted" (interest without a commitment
+    /// held under hot), "converted" or "do-not-call".
     pub name: String,
     pub weight: i32,
     /// A question's topic or an objection's kind.
@@ -579,8 +656,31 @@ pub fn assess(
     // The signals weighed by the others, now in place with no weight yet: a sale lifts the score
     // to the floor, a do-not-call request cancels it.
     let total = |signals: &[Signal]| signals.iter().map(|s| s.weight).sum::<i32>();
+    let refused = signals.iter().any(|s| s.name == NOT_INTERESTED);
+    if !refused {
+        if let Some(i) = signals
+            .iter()
+            .position(|s| INTEREST.contains(&s.name.as_str()))
+        {
+            signals[i].weight = signals[i]
+                .weight
+                .max(INTEREST_FLOOR - total(&signals) + signals[i].weight);
+        }
+    }
     if let Some(i) = signals.iter().position(|s| s.name == COMMITMENT) {
         signals[i].weight = COMMITMENT_WEIGHT.max(SALE_FLOOR - total(&signals));
+    }
+    if !facts.converted && !signals.iter().any(|s| s.name == COMMITMENT) {
+        let over = total(&signals) - (i32::from(HOT_MIN) - 1);
+        if over > 0 {
+            signals.push(Signal {
+                name: UNCOMMITTED.to_owned(),
+                weight: -over,
+                label: None,
+                evidence: Some("no commitment: warm at most".to_owned()),
+                start_ms: None,
+            });
+        }
     }
     if facts.converted {
         let evidence = match facts.conversion_value {
@@ -677,6 +777,7 @@ struct Heard {
     questions: Vec<(Key, Mention)>,
     objections: Vec<(Key, Mention)>,
     callback: Option<(Key, FollowUp)>,
+    considering: Vec<(Key, Mention)>,
     commitment: Option<(Key, Mention)>,
     do_not_call: Option<(Key, Mention)>,
     positive: usize,
@@ -763,9 +864,11 @@ impl Heard {
             questions: questions(t, &customer),
             objections: find(&objection_phrases, true),
             callback,
-            commitment: find(&labelled(COMMITMENT, COMMITMENT_PHRASES), true)
+            considering: find(&labelled(CONSIDERING, CONSIDERING_PHRASES), true),
+            commitment: find(&commitments(), true)
                 .into_iter()
-                .next(),
+                .chain(card_read_out(t, &customer))
+                .min_by_key(|&(at, _)| at),
             do_not_call: find(&labelled(DO_NOT_CALL, DO_NOT_CALL_PHRASES), false)
                 .into_iter()
                 .next(),
@@ -845,6 +948,11 @@ impl Heard {
                 .first()
                 .map(|m| signal(NOT_INTERESTED, NOT_INTERESTED_WEIGHT, None, m)),
         );
+        out.extend(
+            self.considering
+                .first()
+                .map(|m| signal(CONSIDERING, CONSIDERING_WEIGHT, None, m)),
+        );
         out.extend(self.callback.as_ref().map(|(at, f)| {
             let signal = Signal {
                 name: "callback".to_owned(),
@@ -867,6 +975,32 @@ impl Heard {
         );
         out
     }
+}
+
+/// Signals of interest that lift a call to warm ([`INTEREST_FLOOR`]); a question only when
+/// about the offer (only those are signals).
+const INTEREST: &[&str] = &["intent", "question", "callback", CONSIDERING];
+
+/// Every way [`COMMITMENT_PHRASES`], [`COMMIT_LEADS`] and [`COMMIT_ACTIONS`] say a commitment.
+fn commitments() -> Vec<Phrase> {
+    let mut phrases: Vec<Phrase> = COMMITMENT_PHRASES
+        .iter()
+        .map(|text| Phrase::new(COMMITMENT, text))
+        .collect();
+    for lead in COMMIT_LEADS {
+        for action in COMMIT_ACTIONS {
+            phrases.push(Phrase::new(COMMITMENT, &format!("{lead} {action}")));
+        }
+    }
+    phrases
+}
+
+/// A card number read out by the customer (anyone, roles unknown): payment details given.
+fn card_read_out(t: &Transcript<'_>, customer: &[usize]) -> Option<(Key, Mention)> {
+    t.sensitive
+        .iter()
+        .find(|s| s.kind == NumberKind::PaymentCard && customer.contains(&s.utterance))
+        .map(|s| mention(t, s.utterance, s.words.clone(), COMMITMENT))
 }
 
 /// The first mention of each label, in order.

@@ -6,7 +6,7 @@
 //! - [`normalize`]: transcript text → the words rules see (lower case, no punctuation,
 //!   contractions expanded, number words as digits), each knowing where it was said.
 //! - [`matcher`]: fuzzy phrase search over those words, so ASR errors ("this col maybe
-//!   recorded") do not hide what was said.
+//!   recorded") do not hide what was said; [`phonetic`]: which words sound alike ("sine up").
 //! - [`transcript`]: the segments as parties' utterances, and the card and social security
 //!   numbers spoken in them.
 //! - `rules`: each rule kind's check ([`Rulebook::evaluate`]), producing [`Finding`]s with
@@ -26,6 +26,7 @@
 //! - [`crm`]: a judged call's lead, communication, follow-ups and conversions in the `crm`
 //!   tables.
 //! - [`report`]: the managers' daily summary.
+//! - [`eval`]: the engine measured on telephone calls with known answers.
 //! - [`brain`]: the optional LLM (an OpenAI-compatible endpoint) asked for a call's summary,
 //!   objections and next best action, its answer checked against one JSON Schema.
 //!
@@ -35,12 +36,14 @@
 
 pub mod brain;
 pub mod crm;
+pub mod eval;
 pub mod flags;
 pub mod followup;
 pub mod lane;
 pub mod lead;
 pub mod matcher;
 pub mod normalize;
+pub mod phonetic;
 pub mod pii;
 mod redact;
 pub mod report;

@@ -8,7 +8,8 @@
 //!
 //! - a word heard exactly costs 0; a misheard word costs the share of its letters that differ
 //!   (edit distance over the longer word: "col"/"call" 0.5, "agin"/"again" 0.2), and 1 when
-//!   more than half differ;
+//!   more than half differ; a word that sounds alike ([`crate::phonetic`]: "sine"/"sign",
+//!   "right"/"write") costs at most [`SOUNDS_ALIKE_COST`];
 //! - two phrase words heard as one transcript word, or one as two, cost what the joined words
 //!   differ by when that is one letter at most ("may be"/"maybe" 0), else a word;
 //! - a missing or an extra word costs 1;
@@ -19,9 +20,15 @@
 
 use std::ops::Range;
 
+use crate::phonetic::sound_alike;
+
 /// The fuzziness rules use unless they set their own: one misheard word in five, or half a
 /// word of a two-word phrase.
 pub const DEFAULT_FUZZINESS: f64 = 0.2;
+
+/// What hearing a word that sounds like the one said costs at most: a quarter of a word, so a
+/// phrase of two words survives one ("sine up") within the default fuzziness.
+pub const SOUNDS_ALIKE_COST: f64 = 0.25;
 
 const EPSILON: f64 = 1e-9;
 
@@ -123,15 +130,24 @@ fn word_cost(expected: &[char], said: &[char]) -> f64 {
         return 1.0;
     }
     let longer = expected.len().max(said.len());
-    // More than half the letters differ by length alone: another word.
+    // More than half the letters differ by length alone: another word, unless it sounds alike.
     if 2 * expected.len().abs_diff(said.len()) > longer {
-        return 1.0;
+        return if sound_alike(expected, said) {
+            SOUNDS_ALIKE_COST
+        } else {
+            1.0
+        };
     }
     let distance = levenshtein(expected, said);
-    if 2 * distance > longer {
+    let spelled = if 2 * distance > longer {
         1.0
     } else {
         distance as f64 / longer as f64
+    };
+    if sound_alike(expected, said) {
+        spelled.min(SOUNDS_ALIKE_COST)
+    } else {
+        spelled
     }
 }
 
@@ -286,6 +302,8 @@ mod tests {
         assert_eq!(cost("again", "agin"), 0.2);
         assert_eq!(cost("no", "low"), 1.0);
         assert_eq!(cost("41", "4"), 1.0);
+        assert_eq!(cost("sign", "sine"), SOUNDS_ALIKE_COST);
+        assert_eq!(cost("write", "right"), SOUNDS_ALIKE_COST);
         let (may, be, maybe) = (chars("may"), chars("be"), chars("maybe"));
         assert_eq!(merge_cost(&[&may, &be], &[&maybe]), 0.0);
         // Not a merge: "no" lost and "risk" kept is the cheaper path (one word).

@@ -62,6 +62,15 @@ pub const DO_NOT_CALL_PHRASES: &[&str] = &[
     "stop contacting me",
     "don't contact me again",
     "unsubscribe me",
+    "do not call me",
+    "don't call here again",
+    "stop bothering me",
+    "lose my number",
+    "take me off",
+    "off your list",
+    "off your calling list",
+    "remove me from",
+    "put me on your do not call",
 ];
 
 /// A checked rulebook.

@@ -283,7 +283,8 @@ fn said(
         start_ms: Some(start),
         end_ms: Some(end),
         speaker: u.speaker.clone(),
-        role: u.role,
+        // Who said it is a guess when the roles are uncertain: no role rather than a wrong one.
+        role: u.role.filter(|_| !t.roles_uncertain),
     }
 }
 

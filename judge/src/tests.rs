@@ -2,6 +2,7 @@
 
 use callscript_core::transcripts::SegmentRecord;
 
+use crate::transcript::Transcript;
 use crate::{redact, Category, Finding, Rulebook, Severity, SpeakerRole};
 
 /// A segment from `start` to `end` seconds by "agent" (SPEAKER_00, channel 0), "customer"
@@ -65,7 +66,7 @@ fn expect(rule: &str, start: i32, end: i32, speaker: Option<&str>, evidence: &st
 
 const AGENT: Option<&str> = Some("SPEAKER_00");
 const CUSTOMER: Option<&str> = Some("SPEAKER_01");
-const MISSING_DISCLOSURE: &str = "no \"this call may be recorded\" (or 8 other phrases) by the \
+const MISSING_DISCLOSURE: &str = "no \"this call may be recorded\" (or 11 other phrases) by the \
                                   agent in the first 30 s";
 
 #[test]
@@ -318,6 +319,52 @@ fn the_default_rulebook_on_written_calls() {
                 CUSTOMER,
                 "[card ending 4444]",
             )],
+        ),
+        (
+            "a card read out with a digit lost (Luhn fails) after the agent asks for the card",
+            call(vec![
+                seg(5.0, 7.0, "agent", "Great. Can I have the card number?"),
+                seg(
+                    7.5,
+                    13.0,
+                    "customer",
+                    "Four five five six, seven three seven five, eight six eight nine, nine \
+                     eight five.",
+                ),
+            ]),
+            vec![expect(
+                "payment-card-spoken",
+                7_500,
+                13_000,
+                CUSTOMER,
+                "[card ending 9985]",
+            )],
+        ),
+        (
+            "card-length numbers that fail Luhn and are said to be something else",
+            call(vec![
+                seg(
+                    5.0,
+                    7.0,
+                    "agent",
+                    "Can I have the card number, or the order number?",
+                ),
+                seg(
+                    7.5,
+                    11.0,
+                    "customer",
+                    "The order number is 5454 5454 5454 5545.",
+                ),
+                seg(12.0, 14.0, "agent", "And your phone and zip code?"),
+                seg(
+                    14.5,
+                    19.0,
+                    "customer",
+                    "Six one seven five five five zero one four two, zip zero two one \
+                     three nine.",
+                ),
+            ]),
+            vec![],
         ),
         (
             "social security numbers: grouped 3-2-4, or nine digits after the agent asks",
@@ -645,4 +692,32 @@ fn more_rulebook_problems() {
         let found: Vec<usize> = error.issues.iter().map(|i| i.line).collect();
         assert_eq!(&found, lines, "{text}\n{error}");
     }
+}
+
+#[test]
+fn a_do_not_call_request_fires_when_the_roles_are_uncertain() {
+    // Diarization mixed the parties up: the customer's request came out as the agent's.
+    let segments = call(vec![seg(
+        5.0,
+        8.0,
+        "agent",
+        "Stop calling me, take me off your list.",
+    )]);
+    let rulebook = Rulebook::default_rulebook();
+    let rules = |confidence: Option<f32>| -> Vec<(String, Option<SpeakerRole>)> {
+        let transcript = Transcript::new(&segments).with_role_confidence(confidence);
+        rulebook
+            .evaluate_transcript(&transcript, None)
+            .into_iter()
+            .map(|f| (f.rule_id, f.role))
+            .collect()
+    };
+    // Sure of the roles (or roles from a channel map): the agent asked, no request.
+    assert_eq!(rules(Some(0.9)), []);
+    assert_eq!(rules(None), []);
+    // Unsure: the request counts, with no role, the speaker kept.
+    assert_eq!(rules(Some(0.5)), [("do-not-call-request".to_owned(), None)]);
+    let transcript = Transcript::new(&segments).with_role_confidence(Some(0.5));
+    let findings = rulebook.evaluate_transcript(&transcript, None);
+    assert_eq!(findings[0].speaker.as_deref(), AGENT);
 }

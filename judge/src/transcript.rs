@@ -26,11 +26,57 @@ use callscript_core::transcripts::SegmentRecord;
 use crate::normalize::{self, Word};
 use crate::pii::PiiFinding;
 
+/// The role confidence (0–1, from the worker's role assignment) from which roles are trusted;
+/// a call under it is marked for review and its roles read as unknown.
+pub const ROLES_CERTAIN_FROM: f32 = 0.6;
+
 /// A party's segments closer than this are one utterance.
 pub const JOIN_GAP_MS: i32 = 10_000;
 
 /// Words that may sit between the digit groups of one spoken number.
 const FILLERS: &[&str] = &["uh", "um", "er", "ah", "eh", "hmm", "mm", "dash"];
+
+/// How many digits a card number (13 to 19) may come out as with digits heard twice or lost
+/// ("ten" for "one, zero", a group of four dropped).
+const CARD_LENGTHS_HEARD: std::ops::RangeInclusive<usize> = 11..=20;
+
+/// Words that say the digits after them are a card's.
+const CARD_CUES: &[&str] = &[
+    "card",
+    "visa",
+    "mastercard",
+    "amex",
+    "american",
+    "discover",
+    "credit",
+    "debit",
+];
+
+/// Words that say the digits after them are some other number's.
+const OTHER_NUMBER_CUES: &[&str] = &[
+    "phone",
+    "cell",
+    "mobile",
+    "zip",
+    "postal",
+    "order",
+    "account",
+    "confirmation",
+    "tracking",
+    "reference",
+    "policy",
+    "member",
+    "routing",
+    "address",
+    "extension",
+    "invoice",
+    "claim",
+    "case",
+    "ticket",
+];
+
+/// How long after a cue a number is read by it.
+const CARD_CUE_MS: i32 = 30_000;
 
 /// How long after "social security" (said by either party) a nine-digit number counts as one.
 const SSN_CUE_MS: i32 = 30_000;
@@ -141,6 +187,10 @@ pub struct Transcript<'a> {
     /// Whether any segment is attributed to the agent or the customer; without roles a rule
     /// about one party reads every party.
     pub roles_known: bool,
+    /// Whether the roles were assigned with too little confidence to trust
+    /// ([`Transcript::with_role_confidence`]): read as if unknown, so a rule about one party
+    /// (a do-not-call request by the customer) still fires, its finding with no role.
+    pub roles_uncertain: bool,
     /// In order of utterance and first word.
     pub sensitive: Vec<Sensitive>,
     /// Each segment's utterance and the index of its first word there.
@@ -193,6 +243,7 @@ impl<'a> Transcript<'a> {
             segments,
             utterances,
             roles_known,
+            roles_uncertain: false,
             sensitive: Vec::new(),
             placed,
         };
@@ -241,11 +292,18 @@ impl<'a> Transcript<'a> {
         })
     }
 
+    /// The transcript with the confidence its roles were assigned with (`None`: from a channel
+    /// map, or none assigned): below [`ROLES_CERTAIN_FROM`] the roles are uncertain.
+    pub fn with_role_confidence(mut self, confidence: Option<f32>) -> Transcript<'a> {
+        self.roles_uncertain = confidence.is_some_and(|c| c < ROLES_CERTAIN_FROM);
+        self
+    }
+
     /// Whether `utterance` was said by `role` (any party when `role` is `None` or roles are
-    /// unknown).
+    /// unknown or uncertain).
     pub fn said_by(&self, utterance: &Utterance, role: Option<SpeakerRole>) -> bool {
         match role {
-            Some(role) if self.roles_known => utterance.role == Some(role),
+            Some(role) if self.roles_known && !self.roles_uncertain => utterance.role == Some(role),
             _ => true,
         }
     }
@@ -369,7 +427,10 @@ impl<'a> Transcript<'a> {
                 .map(|s| &s.words)
                 .collect();
             for run in self.digit_runs(u, &taken) {
-                let cards = cards_in(&utterance.words, &run);
+                let mut cards = cards_in(&utterance.words, &run);
+                if cards.is_empty() && self.misheard_card(u, &run) {
+                    cards.push(run[0]..run[run.len() - 1] + 1);
+                }
                 let is_card = |w: &usize| cards.iter().any(|c| c.contains(w));
                 // A social security number is the whole run, or what of it one segment holds
                 // (two numbers said in turn run together across the cut).
@@ -440,6 +501,54 @@ impl<'a> Transcript<'a> {
                         .iter()
                         .all(|w| BACKCHANNEL.contains(&w.text.as_str()))
             })
+    }
+
+    /// Whether `run` (number words of utterance `u`) is a card number the transcript got a digit
+    /// or two wrong: about a card's length ([`CARD_LENGTHS_HEARD`]) and the last cue before it,
+    /// in its utterance or in what anyone said in the [`CARD_CUE_MS`] before, is about a card
+    /// ("the card number?", "my visa is"), not another number ("my phone is", "order number").
+    /// The Luhn check is evidence, not a gate: a digit heard twice fails it.
+    fn misheard_card(&self, u: usize, run: &[usize]) -> bool {
+        let words = &self.utterances[u].words;
+        let digits: usize = run.iter().map(|&k| words[k].as_ref().len()).sum();
+        if !CARD_LENGTHS_HEARD.contains(&digits) {
+            return false;
+        }
+        let first = &self.segments[words[run[0]].segment];
+        let cue_of = |word: &str| {
+            if CARD_CUES.contains(&word) {
+                Some(true)
+            } else if OTHER_NUMBER_CUES.contains(&word) {
+                Some(false)
+            } else {
+                None
+            }
+        };
+        // The nearest cue before the number in its own utterance decides.
+        if let Some(card) = words[..run[0]]
+            .iter()
+            .rev()
+            .find_map(|w| cue_of(w.as_ref()))
+        {
+            return card;
+        }
+        // Else the last cue said before it by anyone, not long before.
+        let mut earlier: Vec<&SegmentRecord> = self
+            .segments
+            .iter()
+            .filter(|s| s.start_ms < first.start_ms && first.start_ms - s.start_ms <= CARD_CUE_MS)
+            .collect();
+        earlier.sort_by_key(|s| s.start_ms);
+        earlier
+            .iter()
+            .rev()
+            .find_map(|s| {
+                normalize::words(&s.text)
+                    .iter()
+                    .rev()
+                    .find_map(|w| cue_of(&w.text))
+            })
+            .unwrap_or(false)
     }
 
     /// Where "social security" or "ssn" was said: (utterance, word, segment).

@@ -602,3 +602,55 @@ async fn one_request_one_outburst_one_card_are_one_flag_each_and_the_report_coun
     assert_eq!(json["flags_by_rule"][0]["flags"], 2);
     assert_eq!(json["flags_by_rule"][0]["calls"], 2);
 }
+
+#[tokio::test]
+async fn a_call_whose_roles_are_a_guess_is_marked_for_review_and_its_request_still_counts() {
+    let db = TestDatabase::new(4).await;
+    let client = db.client().await;
+    let org = create_org(&**client, "acme").await;
+    use SpeakerRole::{Agent, Customer};
+    // A mono call whose speakers the worker could not tell apart: the customer's request came
+    // out as the agent's.
+    let mixed_up = || {
+        vec![
+            segment(0.0, 4.0, Customer, common::DISCLOSURE),
+            segment(5.0, 8.0, Agent, "Stop calling me, take me off your list."),
+        ]
+    };
+    let unsure = transcribed_call(&**client, org, "unsure", mixed_up()).await;
+    let sure = transcribed_call(&**client, org, "sure", mixed_up()).await;
+    for (call, confidence) in [(unsure, 0.5f32), (sure, 0.9)] {
+        client
+            .execute(
+                "UPDATE core.transcripts SET role_confidence = $2 WHERE call_id = $1",
+                &[&call, &confidence],
+            )
+            .await
+            .unwrap();
+    }
+    lane(&db).run_batch().await.unwrap().unwrap();
+    let unsure_flags = flags(&**client, unsure).await;
+    assert_eq!(
+        rule_ids(&unsure_flags),
+        ["do-not-call-request", "speaker-roles-uncertain"]
+    );
+    assert_eq!(
+        unsure_flags[1].3,
+        "speaker roles assigned with confidence 0.50: who said what needs review; rules about \
+         one party read every party"
+    );
+    let role: Option<String> = client
+        .query_one(
+            "SELECT role::text FROM core.qa_flags WHERE call_id = $1 AND rule_id = $2",
+            &[&unsure, &"do-not-call-request"],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(role, None);
+    // Trusted roles: the "customer" gave no disclosure and the "agent" asked to stop; no review.
+    assert_eq!(
+        rule_ids(&flags(&**client, sure).await),
+        ["recording-disclosure-missing"]
+    );
+}

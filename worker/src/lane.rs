@@ -580,6 +580,7 @@ async fn transcribe_batch(
             duration_seconds: durations[i],
             channels: channels[i],
             source_sample_rate: *source_sample_rate,
+            role_confidence: transcript.role_confidence,
         };
         let stored = results::store(&shared.pool, &claimed.lease, &record, &facts, &usage).await;
         shared.held.remove(call.id);

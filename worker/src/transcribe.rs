@@ -252,7 +252,8 @@ impl Transcriber {
                 transcripts.iter_mut().zip(recordings).zip(&speech)
             {
                 self.label_speakers(diarizer, transcript, recording, speech)?;
-                transcript.roles = assign_roles(transcript, &diarizer.roles);
+                (transcript.roles, transcript.role_confidence) =
+                    assign_roles(transcript, &diarizer.roles);
             }
         }
         Ok(transcripts)
@@ -429,6 +430,7 @@ impl Transcriber {
             .iter()
             .map(|recording| Transcript {
                 roles: Default::default(),
+                role_confidence: None,
                 source: recording.name.clone(),
                 duration: recording.duration(),
                 channels: (0..recording.channels.len())

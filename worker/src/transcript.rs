@@ -67,6 +67,10 @@ pub struct Transcript {
     /// Each diarized speaker's role in the call.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub roles: BTreeMap<String, Role>,
+    /// How sure the roles are, 0–1 (1: from the channel map); under the judge's threshold the
+    /// call is marked for review ([`crate::roles`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_confidence: Option<f64>,
 }
 
 impl Transcript {
@@ -367,6 +371,7 @@ mod tests {
             duration: 12.0,
             channels,
             roles: BTreeMap::new(),
+            role_confidence: None,
         }
     }
 
@@ -683,6 +688,7 @@ mod tests {
         answer.speaker = Some("SPEAKER_01".to_owned());
         let mut transcript = Transcript {
             roles: BTreeMap::new(),
+            role_confidence: None,
             source: "calls/c1.wav".to_owned(),
             duration: 2.0,
             channels: vec![ChannelTranscript {

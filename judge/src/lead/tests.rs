@@ -158,7 +158,7 @@ fn written_calls_score_as_expected() {
             warm_callback(),
             lasting(150_000),
             expect(
-                47,
+                57,
                 Warm,
                 CallbackRequested,
                 &[
@@ -169,6 +169,7 @@ fn written_calls_score_as_expected() {
                     ("question:contract", 8),
                     ("question:eligibility", 8),
                     ("objection:timing", -10),
+                    ("considering", 10),
                     ("callback", 20),
                 ],
             ),
@@ -211,14 +212,14 @@ fn written_calls_score_as_expected() {
                 ),
             ],
             lasting(50_000),
-            // 58 words: 21.
+            // 58 words: 21; 37 in all, the first question lifts it to warm.
             expect(
-                37,
-                Cold,
+                40,
+                Warm,
                 CallbackRequested,
                 &[
                     ("engagement", 21),
-                    ("question:price", 8),
+                    ("question:price", 11),
                     ("objection:price", -10),
                     ("question:coverage", 8),
                     ("objection:trust", -10),
@@ -245,8 +246,9 @@ fn written_calls_score_as_expected() {
                 ),
             ],
             lasting(60_000),
+            // 70, held under hot: no commitment.
             expect(
-                60,
+                69,
                 Warm,
                 Interested,
                 &[
@@ -255,6 +257,8 @@ fn written_calls_score_as_expected() {
                     ("question:price", 8),
                     ("question:eligibility", 8),
                     ("intent", 15),
+                    ("considering", 10),
+                    ("uncommitted", -1),
                 ],
             ),
         ),
@@ -690,7 +694,14 @@ fn a_phrase_with_a_whole_word_wrong_is_another_phrase() {
     // Misheard words still count.
     assert_eq!(
         said("I would like to sine up today."),
-        (vec!["engagement".to_owned(), "intent".to_owned()], false)
+        (
+            vec![
+                "engagement".to_owned(),
+                "intent".to_owned(),
+                "commitment".to_owned()
+            ],
+            false
+        )
     );
     assert_eq!(
         said("Please dont call me agin, okay?"),
@@ -699,4 +710,42 @@ fn a_phrase_with_a_whole_word_wrong_is_another_phrase() {
             true
         )
     );
+}
+
+#[test]
+fn what_the_customer_means_sets_the_temperature_however_it_is_said() {
+    let temperature = |customer: &str| {
+        let segments = vec![
+            seg(0.0, 4.0, "agent", PITCH),
+            seg(4.5, 10.0, "customer", customer),
+            seg(10.5, 12.0, "agent", "Alright."),
+        ];
+        assess(&segments, &lasting(12_000), started_at()).temperature
+    };
+    use Temperature::*;
+    for (said, expected) in [
+        // Commits: buys, orders, asks to proceed, gives the card.
+        ("Yes, I'd like to buy the home battery package.", Hot),
+        ("Okay, I want to order it today.", Hot),
+        ("Perfect, go ahead and place the order.", Hot),
+        ("Fine, I'll take the premium plan.", Hot),
+        ("Okay, I'm ready to get started today.", Hot),
+        ("Sure, my card is 4111 1111 1111 1111.", Hot),
+        // Interested without committing: a question, time to think, a callback, information.
+        ("Okay. How much would it cost per month?", Warm),
+        (
+            "Hmm, let me think about it and talk to my husband first.",
+            Warm,
+        ),
+        ("I'm at work, can you call me back tomorrow at three?", Warm),
+        ("Can you send me the details by email?", Warm),
+        // Not interested, a wrong number, no engagement, a do-not-call request.
+        ("I'm not interested, thanks.", Cold),
+        ("You have the wrong number, there's no Robert here.", Cold),
+        ("Hello?", Cold),
+        ("How much is it? Actually no, stop calling me.", Cold),
+        ("No, I don't want to buy anything.", Cold),
+    ] {
+        assert_eq!(temperature(said), expected, "{said:?}");
+    }
 }

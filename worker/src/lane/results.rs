@@ -1,6 +1,6 @@
 //! A call's transcript into its rows, and the transaction that stores it: the lease fence first
 //! (which also moves the call to `transcribed`), then the transcript and its segments, the
-//! call's audio facts and its usage. If the fence refuses, nothing of it is written.
+//! call's audio facts, its usage and how sure its roles are. If the fence refuses, nothing of it is written.
 
 use callscript_core::db::Pool;
 use callscript_core::model::SpeakerRole;
@@ -17,6 +17,8 @@ pub(super) struct CallFacts {
     pub duration_seconds: f64,
     pub channels: usize,
     pub source_sample_rate: u32,
+    /// How sure the speakers' roles are ([`crate::roles`]); `None` when none were assigned.
+    pub role_confidence: Option<f64>,
 }
 
 /// The rows of a transcript: segments of all channels in time order (channel order on ties),
@@ -98,6 +100,12 @@ pub(super) async fn store(
     )
     .await?;
     usage::record(&*transaction, usage).await?;
+    transaction
+        .execute(
+            "UPDATE core.transcripts SET role_confidence = $2 WHERE call_id = $1",
+            &[&lease.call_id, &facts.role_confidence.map(|c| c as f32)],
+        )
+        .await?;
     transaction.commit().await?;
     Ok(())
 }

@@ -16,6 +16,8 @@
 //! - [`device`]: `--device cpu|cuda[:N]` and the dtype used there.
 //! - [`crosstalk`]: a channel's speech without the other party's bleed into its microphone.
 //! - [`speaker`]: speaker embeddings (resemblyzer's GE2E encoder, from its legacy `.pt` file).
+//! - [`segmentation`]: who of up to three voices talks in each 17 ms of a 10 s chunk, overlaps
+//!   included (pyannote segmentation-3.0).
 //! - [`vad`]: speech regions of a channel (noise and silence rejected), merged into ≤ 30 s chunks.
 //! - [`roles`]: which speaker is the agent (channel map, agent phrases, campaign script).
 //! - [`transcript`]: the transcription result per channel; text, JSON, SRT and WebVTT.
@@ -33,6 +35,7 @@ pub mod lane;
 pub mod mel;
 pub mod model;
 pub mod roles;
+pub mod segmentation;
 pub mod source;
 pub mod speaker;
 pub mod tokenizer;

@@ -176,17 +176,17 @@ impl Segmentation {
                 &[SINC_FILTERS / 2, 1],
             )?
             .flatten_all()?
-            .to_vec1()?,
+            .to_vec1::<f32>()?,
             &take(
                 "sincnet.conv1d.0.filterbank.band_hz_",
                 &[SINC_FILTERS / 2, 1],
             )?
             .flatten_all()?
-            .to_vec1()?,
-            &take("sincnet.conv1d.0.filterbank.window_", &[half])?.to_vec1()?,
+            .to_vec1::<f32>()?,
+            &take("sincnet.conv1d.0.filterbank.window_", &[half])?.to_vec1::<f32>()?,
             &take("sincnet.conv1d.0.filterbank.n_", &[1, half])?
                 .flatten_all()?
-                .to_vec1()?,
+                .to_vec1::<f32>()?,
         )?;
         let convs = [
             (

@@ -3,7 +3,7 @@
 use super::vectors::normalized;
 
 /// SplitMix64 with uniform, Gaussian (Box–Muller) and random unit-vector draws.
-pub(crate) struct SplitMix(u64);
+pub(crate) struct SplitMix(pub(crate) u64);
 
 impl SplitMix {
     pub(crate) fn next(&mut self) -> u64 {

@@ -104,7 +104,8 @@ mod tests {
             ]
         );
         assert!(frame_turns(&[], 1.0, 0.0, 0.0).is_empty());
-        assert!(frame_turns(&[vec![false; 3]; 4], 1.0, 0.0, 0.0).is_empty());
+        let silent: [Vec<bool>; 4] = std::array::from_fn(|_| vec![false; 3]);
+        assert!(frame_turns(&silent, 1.0, 0.0, 0.0).is_empty());
     }
 
     #[test]

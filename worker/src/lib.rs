@@ -19,6 +19,8 @@
 //! - [`speaker`]: speaker embeddings (resemblyzer's GE2E encoder, from its legacy `.pt` file).
 //! - [`campplus`]: speaker-verification embeddings (3D-Speaker's CAM++, from its state dict).
 //! - [`fbank`]: Kaldi's log-mel filterbank features (CAM++'s input).
+//! - [`segmentation`]: who of up to three voices talks in each 17 ms of a 10 s chunk, overlaps
+//!   included (pyannote segmentation-3.0).
 //! - [`vad`]: speech regions of a channel (noise and silence rejected), merged into ≤ 30 s chunks.
 //! - [`roles`]: which speaker is the agent (channel map, agent phrases, campaign script).
 //! - [`transcript`]: the transcription result per channel; text, JSON, SRT and WebVTT.
@@ -38,6 +40,7 @@ pub mod lane;
 pub mod mel;
 pub mod model;
 pub mod roles;
+pub mod segmentation;
 pub mod source;
 pub mod silero;
 pub mod speaker;

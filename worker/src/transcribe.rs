@@ -19,11 +19,11 @@
 use crate::audio;
 use crate::crosstalk;
 use crate::decode::{DecodeError, Decoder, Window};
-use crate::diarize::{self, DiarizeOptions};
+use crate::diarize::{self, DiarizeError, DiarizeOptions, SpeakerEmbedder};
 use crate::mel::{LogMel, MelExtractor, HOP_LENGTH, SAMPLE_RATE, WINDOW_FRAMES};
 use crate::roles::{assign_roles, RoleOptions};
+use crate::segmentation::Segmentation;
 use crate::silero::{SileroError, SileroVad};
-use crate::speaker::{SpeakerEncoder, SpeakerError};
 use crate::transcript::{ChannelTranscript, Segment, Transcript};
 use crate::vad::{self, SpeechRegion, VadOptions};
 
@@ -118,16 +118,17 @@ pub enum TranscribeError {
     #[error(transparent)]
     Decode(#[from] DecodeError),
     #[error("diarizing: {0}")]
-    Diarize(#[from] SpeakerError),
+    Diarize(#[from] DiarizeError),
     #[error("voice activity detection: {0}")]
     Vad(#[from] SileroError),
 }
 
 /// Who said what: each channel of a multi-channel recording is one speaker (one party per
-/// channel); a mono recording's speakers come from speaker embeddings of its speech
-/// ([`diarize::diarize_channel`]).
+/// channel); a mono recording's speakers come from speaker segmentation and embeddings of its
+/// speech ([`diarize::diarize_channel`]).
 pub struct Diarizer {
-    pub encoder: SpeakerEncoder,
+    pub segmentation: Segmentation,
+    pub embedder: Box<dyn SpeakerEmbedder>,
     pub options: DiarizeOptions,
     /// How the agent is told from the customer.
     pub roles: RoleOptions,
@@ -392,7 +393,7 @@ impl Transcriber {
         transcript: &mut Transcript,
         recording: &Recording,
         speech: &[Option<Vec<SpeechRegion>>],
-    ) -> Result<(), SpeakerError> {
+    ) -> Result<(), DiarizeError> {
         if recording.channels.len() > 1 {
             for channel in &mut transcript.channels {
                 let speaker = diarize::speaker_name(channel.channel);
@@ -410,8 +411,13 @@ impl Transcriber {
             Some(Some(regions)) => regions.clone(),
             _ => vad::speech_regions(samples, &VadOptions::default()),
         };
-        let turns =
-            diarize::diarize_channel(&diarizer.encoder, samples, &regions, &diarizer.options)?;
+        let turns = diarize::diarize_channel(
+            &diarizer.segmentation,
+            diarizer.embedder.as_ref(),
+            samples,
+            &regions,
+            &diarizer.options,
+        )?;
         for segment in transcript.channels.iter_mut().flat_map(|c| &mut c.segments) {
             segment.speaker = diarize::speaker_for((segment.start, segment.end), &turns);
         }

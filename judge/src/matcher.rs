@@ -298,7 +298,7 @@ mod tests {
         let chars = |w: &str| w.chars().collect::<Vec<char>>();
         let cost = |a: &str, b: &str| word_cost(&chars(a), &chars(b));
         assert_eq!(cost("call", "call"), 0.0);
-        assert_eq!(cost("call", "col"), 0.5);
+        assert_eq!(cost("call", "col"), SOUNDS_ALIKE_COST);
         assert_eq!(cost("again", "agin"), 0.2);
         assert_eq!(cost("no", "low"), 1.0);
         assert_eq!(cost("41", "4"), 1.0);

@@ -62,7 +62,6 @@ pub const DO_NOT_CALL_PHRASES: &[&str] = &[
     "stop contacting me",
     "don't contact me again",
     "unsubscribe me",
-    "do not call me",
     "don't call here again",
     "stop bothering me",
     "lose my number",

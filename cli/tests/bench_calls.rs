@@ -4,7 +4,6 @@
 //! harness or pipeline (calls not judged, figures that cannot be, most flags lost); the targets
 //! live in the benchmark.
 
-use std::process::Command;
 
 use callscript_testkit::TestDatabase;
 use common::{model, repo};
@@ -20,7 +19,7 @@ async fn a_slice_of_the_suite_goes_through_every_lane_and_is_scored() {
     let db = TestDatabase::new(2).await;
     let out = tempfile::tempdir().unwrap();
     let json = out.path().join("calls.json");
-    let output = Command::new(env!("CARGO_BIN_EXE_callscript"))
+    let output = common::callscript()
         .current_dir(repo(""))
         .env("DATABASE_URL", &db.url.url)
         .env_remove("CALLSCRIPT_MODEL")

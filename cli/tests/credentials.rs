@@ -1,6 +1,6 @@
 //! `callscript org credentials`: a secret goes in through standard input and never comes out.
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 use callscript_testkit::{create_org, TestDatabase};
 
@@ -10,7 +10,7 @@ const KEY: &str = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
 const SECRET: &str = "livekit-secret-5f1e0c";
 
 fn org_credentials(db: &TestDatabase, args: &[&str], key: Option<&str>, stdin: &str) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_callscript"));
+    let mut command = common::callscript();
     command
         .args(["org", "credentials"])
         .args(args)

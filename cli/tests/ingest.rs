@@ -19,7 +19,7 @@ const ACCOUNT: &str = "RA5c1d0e7f3a2b4c6d8e9f0a1b2c3d4e5f";
 const TOKEN: &str = "ringba-token-cli";
 
 fn callscript(db: &TestDatabase, storage: &str) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_callscript"));
+    let mut command = common::callscript();
     command
         .env("DATABASE_URL", &db.url.url)
         .env("CALLSCRIPT_STORAGE", storage)

@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
@@ -23,7 +22,7 @@ use uuid::Uuid;
 const KEY: &str = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
 
 fn callscript(db: &TestDatabase, args: &[&str], stdin: &str) -> (bool, String, String) {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_callscript"));
+    let mut command = common::callscript();
     command
         .env("DATABASE_URL", &db.url.url)
         .env("CALLSCRIPT_CREDENTIALS_KEY", KEY)
@@ -159,7 +158,7 @@ async fn a_webhook_channel_receives_a_signed_alert() {
     // `serve --notify` delivers beside the API, within seconds of the alert being queued.
     let listen = common::free_loopback_addr();
     let objects = tempfile::tempdir().unwrap();
-    let mut server = Command::new(env!("CARGO_BIN_EXE_callscript"))
+    let mut server = common::callscript()
         .env("DATABASE_URL", &db.url.url)
         .env("CALLSCRIPT_CREDENTIALS_KEY", KEY)
         .env("CALLSCRIPT_STORAGE", objects.path())

@@ -1,14 +1,13 @@
 //! `callscript transcribe` as a user runs it: formats, output files, stereo, and one bad file
 //! among good ones.
 
-use std::process::Command;
 
 use common::{fixture, model, repo};
 
 mod common;
 
 fn transcribe(args: &[&str]) -> (i32, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_callscript"))
+    let output = common::callscript()
         .arg("transcribe")
         .args(["--model", &model()])
         .args(args)
@@ -91,7 +90,7 @@ fn stereo_is_per_channel_and_a_bad_file_does_not_stop_the_rest() {
 
 #[test]
 fn a_missing_model_or_device_is_named() {
-    let output = Command::new(env!("CARGO_BIN_EXE_callscript"))
+    let output = common::callscript()
         .args([
             "transcribe",
             "--model",

@@ -17,7 +17,7 @@ use common::{model, repo};
 mod common;
 
 fn callscript(db: &TestDatabase, storage: &str) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_callscript"));
+    let mut command = common::callscript();
     command
         .env("DATABASE_URL", &db.url.url)
         .env("CALLSCRIPT_STORAGE", storage)
@@ -336,7 +336,7 @@ async fn after_a_crash_until_idle_runs_finish_what_is_finishable_silent_calls_in
 #[test]
 fn idle_wait_needs_until_idle_and_a_duration() {
     let run = |args: &[&str]| {
-        let output = Command::new(env!("CARGO_BIN_EXE_callscript"))
+        let output = common::callscript()
             .args(args)
             .env_remove("DATABASE_URL")
             .output()

@@ -4,7 +4,7 @@
 //! none lost, none leased, and the rescuer took back what the killed workers held.
 
 use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -40,7 +40,7 @@ impl Rng {
 }
 
 fn start_worker(index: usize, database_url: &str, storage: &str) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_callscript"))
+    common::callscript()
         .args([
             "worker",
             "--model",

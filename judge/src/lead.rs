@@ -768,6 +768,23 @@ pub fn assess(
 /// then the word's place in its utterance.
 type Key = (i32, usize);
 
+/// Mentions of one kind less than a moment ([`crate::rules::MOMENT_GAP_MS`]) apart are one: "No
+/// thanks, I'm not interested" is one objection, as one finding is one flag. `mentions` are in
+/// time order.
+fn one_per_moment(mentions: Vec<(Key, Mention)>) -> Vec<(Key, Mention)> {
+    let mut kept: Vec<(Key, Mention)> = Vec::new();
+    for (key, mention) in mentions {
+        let repeat = kept.iter().any(|(_, earlier)| {
+            earlier.label == mention.label
+                && mention.start_ms - earlier.end_ms < crate::rules::MOMENT_GAP_MS
+        });
+        if !repeat {
+            kept.push((key, mention));
+        }
+    }
+    kept
+}
+
 /// What the customer said that the assessment reads, each with its [`Key`], in order.
 struct Heard {
     word_count: usize,
@@ -862,7 +879,7 @@ impl Heard {
             customer_only: t.roles_known,
             intents: find(&labelled("intent", INTENT_PHRASES), true),
             questions: questions(t, &customer),
-            objections: find(&objection_phrases, true),
+            objections: one_per_moment(find(&objection_phrases, true)),
             callback,
             considering: find(&labelled(CONSIDERING, CONSIDERING_PHRASES), true),
             commitment: find(&commitments(), true)

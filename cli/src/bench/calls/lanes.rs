@@ -181,7 +181,7 @@ pub async fn run_mix(
     lane.run(UNTIL_IDLE, stop).await?;
     let judge_seconds = started.elapsed().as_secs_f64();
 
-    read_back(&**client, scratch.org_id, &call_ids, &mut stored).await?;
+    read_back(&client, scratch.org_id, &call_ids, &mut stored).await?;
     Ok(MixRun {
         timing: Timing {
             audio_seconds: stored.iter().map(|s| s.audio_seconds).sum(),

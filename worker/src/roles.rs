@@ -75,7 +75,8 @@ pub const CUSTOMER_PHRASES: &[&str] = &[
     "stop calling",
     "take me off",
     "sign me up",
-    "my card number",
+    // Not "my card number": one word from the agent's "your card number", it made the agent
+    // who asks for the card sound like a customer too.
     "my number is",
     "my address is",
     "i'd like to",

@@ -364,9 +364,13 @@ fn same_speaker_scores_closer_than_different_speakers() {
     }
 }
 
+/// A speaker of the evaluation set: name, recording, channel, the span (seconds) that holds
+/// their voice where the recording has others, and whether they are held out.
+type EvalSpeaker = (&'static str, &'static str, usize, Option<(f32, f32)>, bool);
+
 /// The evaluation set's speakers (`shared/eval/sources.json`): which recordings (and channel or
 /// span) hold whose voice, and whether the speaker is held out (not used to pick a threshold).
-const EVAL_SPEAKERS: [(&str, &str, usize, Option<(f32, f32)>, bool); 20] = [
+const EVAL_SPEAKERS: [EvalSpeaker; 20] = [
     (
         "librispeech-1089",
         "asr/1089-134686-0000.flac",

@@ -231,7 +231,7 @@ fn multilingual_model_detects_english() {
         },
     );
     let result = decode(
-        &mut decoder,
+        &decoder,
         "base, language detected",
         &goforward_samples(),
     );
@@ -275,7 +275,7 @@ fn failing_thresholds_fall_back_through_every_temperature() {
         },
     );
     let result = decode(
-        &mut decoder,
+        &decoder,
         "tiny.en forced fallback",
         &goforward_samples(),
     );

@@ -4,7 +4,6 @@
 //! harness or pipeline (calls not judged, figures that cannot be, most flags lost); the targets
 //! live in the benchmark.
 
-
 use callscript_testkit::TestDatabase;
 use common::{model, repo};
 use serde_json::Value;

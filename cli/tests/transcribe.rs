@@ -1,7 +1,6 @@
 //! `callscript transcribe` as a user runs it: formats, output files, stereo, and one bad file
 //! among good ones.
 
-
 use common::{fixture, model, repo};
 
 mod common;

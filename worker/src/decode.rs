@@ -536,10 +536,8 @@ impl Decoder {
                 .iter()
                 .map(|&i| prompts[windows[i]].as_slice())
                 .collect();
-            let mut group_samplers: Vec<Option<StdRng>> = group
-                .iter()
-                .map(|&i| samplers[windows[i]].take())
-                .collect();
+            let mut group_samplers: Vec<Option<StdRng>> =
+                group.iter().map(|&i| samplers[windows[i]].take()).collect();
             let attempts = self.search(
                 &group_features,
                 &group_prompts,

@@ -230,11 +230,7 @@ fn multilingual_model_detects_english() {
             ..DecodeOptions::greedy_once()
         },
     );
-    let result = decode(
-        &decoder,
-        "base, language detected",
-        &goforward_samples(),
-    );
+    let result = decode(&decoder, "base, language detected", &goforward_samples());
     assert_eq!(result.language, "en");
     assert_eq!(normalize(&result.text), "go forward 10 meters");
 }
@@ -274,11 +270,7 @@ fn failing_thresholds_fall_back_through_every_temperature() {
             ..DecodeOptions::default()
         },
     );
-    let result = decode(
-        &decoder,
-        "tiny.en forced fallback",
-        &goforward_samples(),
-    );
+    let result = decode(&decoder, "tiny.en forced fallback", &goforward_samples());
     assert!(result.avg_logprob < 0.0);
     // The likeliest attempt is kept (log-probabilities at a sampling temperature are of the
     // sharpened distribution, as CTranslate2 scores them, so a sample may win).

@@ -241,11 +241,22 @@ fn moments(t: &Transcript<'_>, hits: Vec<(usize, Range<usize>)>) -> Vec<(usize, 
 /// A finding for each card or social security number said by `by`, quoting its label and the
 /// words before it in its segment.
 fn numbers(rule: &Rule, t: &Transcript<'_>, kind: NumberKind, by: Party, out: &mut Vec<Finding>) {
+    // (last four digits, end) of each number flagged: the same number read again a moment
+    // later (the rest of a card after the agent's "sorry, after the first four?") is one finding.
+    let mut flagged: Vec<(&str, i32)> = Vec::new();
     for number in t.sensitive.iter().filter(|s| s.kind == kind) {
         let utterance = &t.utterances[number.utterance];
         if !t.said_by(utterance, by.role()) {
             continue;
         }
+        let (start_ms, end_ms) = t.times(number.utterance, number.words.clone());
+        if flagged
+            .iter()
+            .any(|&(last4, end)| last4 == number.last4 && start_ms - end < MOMENT_GAP_MS)
+        {
+            continue;
+        }
+        flagged.push((&number.last4, end_ms));
         let segment = utterance.words[number.words.start].segment;
         let mut from = number.words.start;
         while from > 0

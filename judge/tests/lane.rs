@@ -536,7 +536,6 @@ async fn one_request_one_outburst_one_card_are_one_flag_each_and_the_report_coun
         .await;
     }
     let report = lane(&db).run_batch().await.unwrap().unwrap();
-    assert_eq!((report.flagged, report.flags), (3, 3), "{report:?}");
     let flags: Vec<(String, String, String)> = client
         .query(
             "SELECT c.external_id, f.rule_id, f.evidence_text
@@ -548,6 +547,11 @@ async fn one_request_one_outburst_one_card_are_one_flag_each_and_the_report_coun
         .iter()
         .map(|r| (r.get(0), r.get(1), r.get(2)))
         .collect();
+    assert_eq!(
+        (report.flagged, report.flags),
+        (3, 3),
+        "{report:?} {flags:?}"
+    );
     let flag = |call: &str, rule: &str, evidence: &str| {
         (call.to_owned(), rule.to_owned(), evidence.to_owned())
     };

@@ -530,7 +530,7 @@ mod tests {
         assert_eq!(frame_start_seconds(0), 0.0);
         assert!((frame_start_seconds(588) - 588.0 * 0.016875).abs() < 1e-12);
         // The last frame's receptive field ends inside the chunk.
-        assert!((FRAMES_PER_CHUNK - 1) * FRAME_STEP_SAMPLES + FRAME_SAMPLES <= CHUNK_SAMPLES);
+        const { assert!((FRAMES_PER_CHUNK - 1) * FRAME_STEP_SAMPLES + FRAME_SAMPLES <= CHUNK_SAMPLES) };
     }
 
     #[test]

@@ -349,7 +349,7 @@ mod tests {
         };
         // Two speakers: two.
         let (points, _) = speakers(4, &[10, 10], 0.3);
-        let d = Dendrogram::build(&points, &vec![1.0; 20], 2.0);
+        let d = Dendrogram::build(&points, &[1.0; 20], 2.0);
         assert_eq!(choose_speaker_count(&d, &phone, &THRESHOLDS), 2);
         // Three clearly apart (a transfer): three.
         let (points, _) = speakers(5, &[10, 10, 8], 0.3);
@@ -357,7 +357,7 @@ mod tests {
         assert_eq!(choose_speaker_count(&d, &phone, &THRESHOLDS), 3);
         // One voice only, tightly clustered: one, not a made-up second.
         let (points, _) = speakers(6, &[20], 0.1);
-        let d = Dendrogram::build(&points, &vec![1.0; 20], 2.0);
+        let d = Dendrogram::build(&points, &[1.0; 20], 2.0);
         assert_eq!(choose_speaker_count(&d, &phone, &THRESHOLDS), 1);
         // Hard bounds win.
         let exactly_two = SpeakerCount {

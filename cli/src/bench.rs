@@ -24,9 +24,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use callscript_worker::audio::AudioLimits;
 use callscript_worker::decode::DecodeOptions;
-use callscript_worker::diarize::{
-    diarization_error, diarize_channel, parse_rttm, Clustering, DiarizeOptions, Turn,
-};
+use callscript_worker::diarize::{diarization_error, parse_rttm, Clustering, DiarizeOptions, Turn};
 use callscript_worker::transcribe::{Diarizer, Recording, TranscribeOptions};
 use callscript_worker::vad::speech_regions;
 use callscript_worker::vad::VadOptions;
@@ -1328,17 +1326,11 @@ fn file_name(path: &Path) -> String {
     )
 }
 
-/// VAD and [`diarize_channel`] on one mono channel: the turns and the wall time.
+/// VAD and [`Diarizer::turns`] on one mono channel: the turns and the wall time.
 fn diarize_mono(diarizer: &Diarizer, samples: &[f32]) -> Result<(Vec<Turn>, f64)> {
     let start = Instant::now();
     let regions = speech_regions(samples, &VadOptions::default());
-    let turns = diarize_channel(
-        &diarizer.segmentation,
-        diarizer.embedder.as_ref(),
-        samples,
-        &regions,
-        &diarizer.options,
-    )?;
+    let turns = diarizer.turns(samples, &regions)?;
     Ok((turns, start.elapsed().as_secs_f64()))
 }
 

@@ -134,6 +134,23 @@ pub struct Diarizer {
     pub roles: RoleOptions,
 }
 
+impl Diarizer {
+    /// Who spoke when in one channel's `samples`, within its speech `regions`.
+    pub fn turns(
+        &self,
+        samples: &[f32],
+        regions: &[SpeechRegion],
+    ) -> Result<Vec<diarize::Turn>, DiarizeError> {
+        diarize::diarize_channel(
+            &self.segmentation,
+            self.embedder.as_ref(),
+            samples,
+            regions,
+            &self.options,
+        )
+    }
+}
+
 /// Transcribes recordings with one decoder.
 pub struct Transcriber {
     decoder: Decoder,
@@ -411,13 +428,7 @@ impl Transcriber {
             Some(Some(regions)) => regions.clone(),
             _ => vad::speech_regions(samples, &VadOptions::default()),
         };
-        let turns = diarize::diarize_channel(
-            &diarizer.segmentation,
-            diarizer.embedder.as_ref(),
-            samples,
-            &regions,
-            &diarizer.options,
-        )?;
+        let turns = diarizer.turns(samples, &regions)?;
         for segment in transcript.channels.iter_mut().flat_map(|c| &mut c.segments) {
             segment.speaker = diarize::speaker_for((segment.start, segment.end), &turns);
         }

@@ -72,7 +72,7 @@ fn is_combining_mark(c: char) -> bool {
 }
 
 /// The edits that turn a reference's words into a hypothesis's, and the reference's length.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 pub struct WordErrors {
     pub substitutions: usize,
     /// Reference words missing from the hypothesis.

@@ -31,7 +31,7 @@ use super::Turn;
 
 /// Seconds of each kind of diarization error, and of reference speech (per speaker: two
 /// speakers talking for 1 s count 2 s).
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
 pub struct DiarizationErrors {
     pub missed: f64,
     pub false_alarm: f64,

@@ -157,9 +157,9 @@ impl Report {
         row(&mut out, "callbacks not asked for", &|s| {
             s.callbacks_unasked.to_string()
         });
-        row(&mut out, "DER collar 0", &|s| percent(s.der.rate()));
+        row(&mut out, "DER collar 0", &|s| percent(s.der.der()));
         row(&mut out, &format!("DER collar {COLLAR} s"), &|s| {
-            percent(s.der_collar.rate())
+            percent(s.der_collar.der())
         });
         row(&mut out, "speaker count right", &|s| {
             share(s.speaker_count_right, s.calls)
@@ -171,7 +171,7 @@ impl Report {
         row(&mut out, "roles right (calls)", &|s| {
             share(s.roles_right, s.calls)
         });
-        row(&mut out, "WER", &|s| percent(s.words.rate()));
+        row(&mut out, "WER", &|s| percent(s.words.wer()));
         row(&mut out, "words in non-speech", &|s| {
             s.words_in_non_speech.to_string()
         });

@@ -53,89 +53,6 @@ pub struct StoredCall {
     pub callback: Option<String>,
 }
 
-/// Seconds of diarization error (a serializable [`DiarizationErrors`]).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
-pub struct Der {
-    pub missed: f64,
-    pub false_alarm: f64,
-    pub confusion: f64,
-    /// Reference speech (two speakers at once count twice).
-    pub total: f64,
-}
-
-impl Der {
-    fn errors(&self) -> DiarizationErrors {
-        DiarizationErrors {
-            missed: self.missed,
-            false_alarm: self.false_alarm,
-            confusion: self.confusion,
-            total: self.total,
-        }
-    }
-
-    pub fn rate(&self) -> f64 {
-        self.errors().der()
-    }
-}
-
-impl From<DiarizationErrors> for Der {
-    fn from(e: DiarizationErrors) -> Self {
-        Der {
-            missed: e.missed,
-            false_alarm: e.false_alarm,
-            confusion: e.confusion,
-            total: e.total,
-        }
-    }
-}
-
-impl AddAssign for Der {
-    fn add_assign(&mut self, other: Der) {
-        *self = (self.errors() + other.errors()).into();
-    }
-}
-
-/// Word errors (a serializable [`WordErrors`]).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
-pub struct Words {
-    pub substitutions: usize,
-    pub deletions: usize,
-    pub insertions: usize,
-    pub reference_words: usize,
-}
-
-impl Words {
-    fn errors(&self) -> WordErrors {
-        WordErrors {
-            substitutions: self.substitutions,
-            deletions: self.deletions,
-            insertions: self.insertions,
-            reference_words: self.reference_words,
-        }
-    }
-
-    pub fn rate(&self) -> f64 {
-        self.errors().wer()
-    }
-}
-
-impl From<WordErrors> for Words {
-    fn from(e: WordErrors) -> Self {
-        Words {
-            substitutions: e.substitutions,
-            deletions: e.deletions,
-            insertions: e.insertions,
-            reference_words: e.reference_words,
-        }
-    }
-}
-
-impl AddAssign for Words {
-    fn add_assign(&mut self, other: Words) {
-        *self = (self.errors() + other.errors()).into();
-    }
-}
-
 /// One mix of one call, scored.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CallScore {
@@ -151,8 +68,8 @@ pub struct CallScore {
     pub temperature: Option<String>,
     pub expected_callback: Option<String>,
     pub callback: Option<String>,
-    pub der: Der,
-    pub der_collar: Der,
+    pub der: DiarizationErrors,
+    pub der_collar: DiarizationErrors,
     pub reference_speakers: usize,
     pub speakers: usize,
     /// Reference speech the transcript has someone speaking in, and of it the part whose
@@ -161,7 +78,7 @@ pub struct CallScore {
     pub role_right_seconds: f64,
     /// Every reference speaker's speech mostly under the right role.
     pub roles_right: bool,
-    pub words: Words,
+    pub words: WordErrors,
     pub words_in_non_speech: usize,
     pub text: String,
 }
@@ -225,14 +142,14 @@ impl CallScore {
             temperature: stored.temperature.clone(),
             expected_callback: call.expect.callback.as_ref().map(|c| c.local.clone()),
             callback: stored.callback.clone(),
-            der: diarization_error(&call.reference, &hypothesis, 0.0, false).into(),
-            der_collar: diarization_error(&call.reference, &hypothesis, COLLAR, false).into(),
+            der: diarization_error(&call.reference, &hypothesis, 0.0, false),
+            der_collar: diarization_error(&call.reference, &hypothesis, COLLAR, false),
             reference_speakers: distinct(call.reference.iter().map(|t| t.speaker.as_str())),
             speakers: distinct(segments.iter().filter_map(|s| s.speaker.as_deref())),
             role_scored_seconds,
             role_right_seconds,
             roles_right,
-            words: word_errors(&reference_text, &stored.text).into(),
+            words: word_errors(&reference_text, &stored.text),
             words_in_non_speech: words_inside(&segments, &non_speech),
             text: stored.text.clone(),
         }
@@ -390,13 +307,13 @@ pub struct Summary {
     pub callbacks_expected_right: usize,
     /// Callbacks scheduled where none was asked for.
     pub callbacks_unasked: usize,
-    pub der: Der,
-    pub der_collar: Der,
+    pub der: DiarizationErrors,
+    pub der_collar: DiarizationErrors,
     pub speaker_count_right: usize,
     pub role_scored_seconds: f64,
     pub role_right_seconds: f64,
     pub roles_right: usize,
-    pub words: Words,
+    pub words: WordErrors,
     pub words_in_non_speech: usize,
 }
 
@@ -467,12 +384,12 @@ impl Summary {
             "temperature_accuracy": share(self.temperature_right),
             "every_hot_call_hot": self.hot_calls_hot == self.hot_calls,
             "callback_accuracy": share(self.callback_right),
-            "der_collar_0": self.der.rate(),
-            "der_collar_0_25": self.der_collar.rate(),
+            "der_collar_0": self.der.der(),
+            "der_collar_0_25": self.der_collar.der(),
             "speaker_count_accuracy": share(self.speaker_count_right),
             "role_time_accuracy": self.role_time_percent().map(|p| p / 100.0),
             "role_call_accuracy": share(self.roles_right),
-            "wer": self.words.rate(),
+            "wer": self.words.wer(),
             "words_in_non_speech": self.words_in_non_speech,
         })
     }
@@ -574,13 +491,13 @@ mod tests {
         ]);
         let score = CallScore::new(&call(), Mix::Stereo, &right);
         assert!(score.misses().is_empty(), "{:?}", score.misses());
-        assert_eq!(score.der.rate(), 0.0);
+        assert_eq!(score.der.der(), 0.0);
         assert_eq!((score.speakers, score.reference_speakers), (2, 2));
         assert_eq!(
             (score.role_scored_seconds, score.role_right_seconds),
             (8.0, 8.0)
         );
-        assert_eq!(score.words.rate(), 0.0);
+        assert_eq!(score.words.wer(), 0.0);
         assert_eq!(score.words.reference_words, 11);
 
         // The MP3 mix is heard half a second late: its times are put back on the truth's clock.
@@ -596,8 +513,8 @@ mod tests {
                 .collect(),
             ..right.clone()
         };
-        assert_eq!(CallScore::new(&call(), Mix::Mono, &late).der.rate(), 0.0);
-        assert!(CallScore::new(&call(), Mix::Stereo, &late).der.rate() > 0.1);
+        assert_eq!(CallScore::new(&call(), Mix::Mono, &late).der.der(), 0.0);
+        assert!(CallScore::new(&call(), Mix::Stereo, &late).der.der() > 0.1);
     }
 
     #[test]
@@ -626,7 +543,7 @@ mod tests {
         let score = CallScore::new(&call(), Mix::Stereo, &collapsed);
         assert_eq!(score.speakers, 1);
         // 4 s confused, 1 s of false alarm, over 8 s of speech.
-        assert!((score.der.rate() - 0.625).abs() < 1e-9, "{:?}", score.der);
+        assert!((score.der.der() - 0.625).abs() < 1e-9, "{:?}", score.der);
         assert_eq!(
             (score.role_scored_seconds, score.role_right_seconds),
             (8.0, 4.0)
